@@ -1,0 +1,194 @@
+"""CLIP: load a model by spec, embed images and texts, zero-shot classify with prompt templates.
+
+Zero-shot is the lecture's "(2) create dataset classifier from label text, (3) use for zero-shot
+prediction": each label becomes prompts ("a photo of a {label}."), the prompts' text embeddings
+are averaged and re-normalised (the CLIP paper's prompt ensembling), and the image's cosine
+similarity to every label, times the learned scale exp(t), goes through a softmax.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .device import DeviceChoice, pick_device
+from .registry import ClipSpec, Resolution, hub_offline_mode, is_cached, parse_clip_spec
+
+DEFAULT_TEMPLATES = (
+    "a photo of a {}.",
+    "an emoji of a {}.",
+    "a drawing of a {}.",
+    "a picture of a {}.",
+    "an icon of a {}.",
+    "a cartoon of a {}.",
+)
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 200
+
+
+class InputError(ValueError):
+    """Bad user input (labels, templates); the message is meant for the user."""
+
+
+def parse_labels(text: str | None) -> tuple[list[str], list[str]]:
+    """Split a labels box on commas and newlines.
+
+    Returns (labels, notes): blank entries dropped, duplicates (case-insensitive) removed with
+    a note, so the user sees what happened. Raises InputError when nothing usable is left.
+    """
+    parts = [p.strip() for p in re.split(r"[,\n]", text or "")]
+    labels, seen, dupes = [], set(), []
+    for p in parts:
+        if not p:
+            continue
+        key = p.casefold()
+        if key in seen:
+            dupes.append(p)
+            continue
+        seen.add(key)
+        labels.append(p)
+    if not labels:
+        raise InputError("Type at least one label, e.g. cat, dog, car (commas or new lines between them).")
+    if len(labels) > MAX_LABELS:
+        raise InputError(f"{len(labels)} labels is more than this app handles at once ({MAX_LABELS}).")
+    too_long = [lab for lab in labels if len(lab) > MAX_LABEL_CHARS]
+    if too_long:
+        raise InputError(f"A label is longer than {MAX_LABEL_CHARS} characters: '{too_long[0][:40]}…'.")
+    notes = []
+    if dupes:
+        notes.append(f"Ignored {len(dupes)} duplicate label(s): {', '.join(dupes[:5])}{'…' if len(dupes) > 5 else ''}.")
+    if len(labels) == 1:
+        notes.append("With a single label its probability is always 100%; add more labels to compare.")
+    return labels, notes
+
+
+def parse_templates(text: str | None) -> list[str]:
+    """One template per line, each with {} where the label goes. Empty box -> the bare label."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    if not lines:
+        return ["{}"]
+    bad = [ln for ln in lines if ln.count("{}") != 1]
+    if bad:
+        raise InputError(f"Each template needs exactly one {{}} where the label goes; this one does not: '{bad[0]}'.")
+    return lines
+
+
+@dataclass
+class ZeroShotResult:
+    labels: list[str]
+    probs: list[float]  # softmax(logit_scale * cosine), sums to 1
+    cosines: list[float]  # raw cosine similarity image . label
+    logit_scale: float  # exp(t), the inverse temperature
+    templates: list[str]
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.logit_scale
+
+    def top(self, k: int = 1) -> list[tuple[str, float]]:
+        order = sorted(range(len(self.labels)), key=lambda i: -self.probs[i])
+        return [(self.labels[i], self.probs[i]) for i in order[:k]]
+
+
+class ClipModel:
+    """An open_clip model on a device, with batched encoders and a text-embedding cache."""
+
+    def __init__(self, model, preprocess, tokenizer, spec: ClipSpec, device: DeviceChoice, cache_size: int = 50_000):
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        self.embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> (D,) on CPU
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, spec: str | ClipSpec | Resolution, device: str | DeviceChoice | None = None) -> "ClipModel":
+        """Load a model by spec (a string, a parsed ClipSpec or a Resolution)."""
+        import open_clip
+
+        if isinstance(spec, Resolution):
+            spec = spec.spec
+        if isinstance(spec, str):
+            spec = parse_clip_spec(spec)
+        dev = device if isinstance(device, DeviceChoice) else pick_device(device)
+        # A cached hub model loads with the hub switched off: no request, no hang.
+        ctx = hub_offline_mode() if spec.kind != "local" and is_cached(spec) else contextlib.nullcontext()
+        with ctx:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.model_name, pretrained=spec.pretrained, device=dev.device, precision=_precision(dev)
+            )
+            tokenizer = open_clip.get_tokenizer(spec.model_name)
+        return cls(model, preprocess, tokenizer, spec, dev)
+
+    @property
+    def name(self) -> str:
+        return self.spec.display
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
+        """PIL images -> (N, D) L2-normalised float32 embeddings on CPU."""
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])  # (B, 3, H, W)
+            out.append(self.encode_pixels(x))
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim or 0)
+
+    @torch.inference_mode()
+    def encode_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed pixels (B, 3, H, W) -> (B, D) normalised embeddings on CPU."""
+        x = x.to(self.device.device, self.device.dtype)
+        return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Texts -> (N, D) L2-normalised float32 embeddings on CPU, cached per text."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        for i in range(0, len(missing), batch_size):
+            chunk = missing[i : i + batch_size]
+            tokens = self.tokenizer(chunk).to(self.device.device)
+            emb = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
+            with self._lock:
+                for t, e in zip(chunk, emb):
+                    self._text_cache[t] = e
+        with self._lock:
+            rows = [self._text_cache[t] for t in texts]
+            for t in texts:
+                self._text_cache.move_to_end(t)
+            while len(self._text_cache) > self._cache_size:
+                self._text_cache.popitem(last=False)
+        return torch.stack(rows) if rows else torch.empty(0, self.embed_dim or 0)
+
+    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        """(L, D) classifier weights: mean over templates of normalised prompt embeddings, renormalised."""
+        prompts = [tpl.format(lab) for lab in labels for tpl in templates]
+        emb = self.encode_texts(prompts).view(len(labels), len(templates), -1)  # (L, T, D)
+        return torch.nn.functional.normalize(emb.mean(dim=1), dim=-1)
+
+    def zero_shot(self, image, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                  ensemble: bool = True) -> ZeroShotResult:
+        """Classify one PIL image among `labels`. Without `ensemble`, only the first template is used."""
+        templates = list(templates) if ensemble else list(templates[:1])
+        img = self.encode_images([image])[0]  # (D,)
+        cos = self.label_embeddings(labels, templates) @ img  # (L,)
+        scale = self.logit_scale
+        probs = torch.softmax(scale * cos, dim=0)
+        return ZeroShotResult(list(labels), probs.tolist(), cos.tolist(), scale, templates)
+
+
+def _precision(dev: DeviceChoice) -> str:
+    if dev.device.type != "cuda":
+        return "fp32"
+    return "bf16" if dev.dtype == torch.bfloat16 else "fp16"
+

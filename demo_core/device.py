@@ -1,0 +1,47 @@
+"""The one place that picks the compute device and dtype: cuda -> mps -> cpu.
+
+Half precision on CUDA (bf16 where supported, else fp16); fp32 on MPS and CPU, where half
+precision is slow or unsupported for many ops. ``DEMO_DEVICE`` forces a choice (e.g. ``cpu``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: torch.device
+    dtype: torch.dtype
+    reason: str
+
+    def describe(self) -> str:
+        name = self.device.type
+        if name == "cuda":
+            name = f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return f"{name}, {str(self.dtype).removeprefix('torch.')}"
+
+
+def pick_device(requested: str | None = None) -> DeviceChoice:
+    """Choose the device. `requested` (or $DEMO_DEVICE) may be 'cuda', 'cuda:1', 'mps' or 'cpu'."""
+    requested = requested or os.environ.get("DEMO_DEVICE") or None
+    if requested:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"Device '{requested}' was asked for, but CUDA is not available here.")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"Device '{requested}' was asked for, but MPS is not available here.")
+        reason = f"asked for {requested}"
+    elif torch.cuda.is_available():
+        dev, reason = torch.device("cuda"), "CUDA is available"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        dev, reason = torch.device("mps"), "Apple MPS is available"
+    else:
+        dev, reason = torch.device("cpu"), "no GPU found"
+    if dev.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    return DeviceChoice(dev, dtype, reason)

@@ -1,0 +1,341 @@
+"""Emoji image–caption data, made offline from the Noto Color Emoji font.
+
+The bundled mini-CLIP is trained on this. Nothing here is downloaded:
+- glyphs come from Debian's ``fonts-noto-color-emoji`` (NotoColorEmoji.ttf, SIL OFL 1.1);
+- names and aliases come from the ``emoji`` package (CLDR short names);
+- keywords come from Debian's ``unicode-cldr-core`` annotations, when that package is installed.
+
+``python -m demo_core.emoji_data --out data/emoji`` writes ``glyphs.npy`` (N, S, S, 4 uint8 RGBA,
+each glyph centred on a transparent square) and ``meta.json`` (one record per emoji: char, name,
+aliases, keywords, split). The held-out split is fixed by a hash of the emoji's name, so it is the
+same on every machine, and held-out emoji are never shown to training.
+
+Augmentation happens per batch in torch (``augment_batch``): random background (solid or
+two-colour gradient), scale, rotation and position, so every epoch sees new renders.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FONT_PATHS = (
+    "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+    "/usr/share/fonts/noto/NotoColorEmoji.ttf",
+)
+CLDR_ANNOTATIONS = (
+    "/usr/share/unicode/cldr/common/annotations/en.xml",
+    "/usr/share/unicode/cldr/common/annotationsDerived/en.xml",
+)
+GLYPH_SIZE = 96  # stored glyph canvas; renders are resampled from it
+SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
+HELD_OUT_FRACTION = 0.12
+
+# Everyday concepts for the zero-shot evaluation. Each is matched as a whole word against an
+# emoji's name and aliases; an emoji that matches two concepts is left out of that evaluation.
+# Every concept keeps some emoji in training and some held out (see `make_split`).
+CONCEPTS = (
+    "cat", "dog", "car", "tree", "pizza", "flower", "fish", "bird", "heart", "sun",
+    "moon", "star", "house", "book", "clock", "ball", "boat", "train", "monkey", "hand",
+    "flag", "face", "bus", "mouse", "bear", "cake", "hat", "bell", "phone", "shoe",
+)
+# Synonyms that count as the concept when matching names (e.g. 🚗's name is "automobile").
+CONCEPT_SYNONYMS = {
+    "car": ("automobile", "car"),
+    "clock": ("clock", "o’clock", "oclock"),
+    "phone": ("phone", "telephone"),
+    "flower": ("flower", "blossom", "rose", "tulip", "sunflower", "hibiscus"),
+    "house": ("house", "home"),
+    "hat": ("hat", "cap"),
+    "shoe": ("shoe", "boot", "sandal"),
+    "bird": ("bird", "chicken", "rooster", "parrot", "eagle", "owl", "penguin", "duck", "dove"),
+}
+# Concepts reported in the model card (flag/face/hand are in CONCEPTS only so that their many
+# emoji are never mis-assigned to another concept; pizza has a single emoji, so none is held out).
+EVAL_CONCEPTS = (
+    "cat", "dog", "car", "tree", "flower", "fish", "bird", "heart", "sun",
+    "moon", "star", "house", "book", "clock", "ball", "boat", "train", "monkey", "bus",
+    "mouse", "bear", "cake", "hat", "bell", "phone", "shoe",
+)
+
+
+def find_font() -> Path:
+    for p in FONT_PATHS:
+        if os.path.exists(p):
+            return Path(p)
+    raise FileNotFoundError(
+        "Noto Color Emoji font not found; install it with `apt-get install fonts-noto-color-emoji`"
+    )
+
+
+def _clean_name(name: str) -> str:
+    """':cat_face:' -> 'cat face'"""
+    return name.strip(":").replace("_", " ").strip()
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z’']+", text.lower()))
+
+
+def load_cldr_keywords() -> dict[str, list[str]]:
+    """CLDR English annotations: emoji (without FE0F) -> keywords. Empty if not installed."""
+    out: dict[str, list[str]] = {}
+    for path in CLDR_ANNOTATIONS:
+        if not os.path.exists(path):
+            continue
+        for el in ET.parse(path).getroot().iter("annotation"):
+            if el.get("type") == "tts" or not el.text:
+                continue
+            cp = el.get("cp", "").replace("\ufe0f", "")
+            out.setdefault(cp, [k.strip() for k in el.text.split("|") if k.strip()])
+    return out
+
+
+# Emoji whose name holds a concept word but which do not show that thing (🌭 "hot dog").
+NOT_CONCEPT = frozenset({
+    "hot dog", "railway car", "police car light", "flower playing cards", "fishing pole",
+    "bell pepper", "mouse trap", "computer mouse", "rice ball", "field hockey", "cricket game",
+    "ping pong", "moon viewing ceremony", "star-struck", "star and crescent", "star of David",
+    "bus stop", "couple with heart", "couple with heart man man", "couple with heart woman man",
+    "couple with heart woman woman", "heart hands", "mobile phone off", "confetti ball",
+})
+
+
+def concept_of(record: dict) -> str | None:
+    """The single concept whose word (or synonym) is in this emoji's name/aliases, else None."""
+    if record["name"] in NOT_CONCEPT:
+        return None
+    words = _words(" ".join([record["name"], *record["aliases"]]))
+    hits = [c for c in CONCEPTS if words & set(CONCEPT_SYNONYMS.get(c, (c,)))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _hash01(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def make_split(records: list[dict]) -> None:
+    """Assign record['split'] in place: 'heldout' or 'train', fixed by a hash of the name.
+
+    Emoji of an evaluation concept are held out at a higher rate (35%, at least one, never all),
+    so that each concept has held-out test images while training still sees the concept; all
+    other emoji are held out at HELD_OUT_FRACTION.
+    """
+    by_concept: dict[str, list[dict]] = {}
+    for r in records:
+        c = concept_of(r)
+        if c is not None:
+            by_concept.setdefault(c, []).append(r)
+        r["split"] = "heldout" if _hash01(r["name"]) < HELD_OUT_FRACTION else "train"
+    for c, rs in by_concept.items():
+        rs = sorted(rs, key=lambda r: _hash01("split:" + r["name"]))
+        n_held = max(1, round(0.35 * len(rs))) if len(rs) >= 2 else 0
+        for i, r in enumerate(rs):
+            r["split"] = "heldout" if i < n_held else "train"
+
+
+def render_glyph(ch: str, font, size: int = GLYPH_SIZE) -> np.ndarray | None:
+    """Render one emoji to a (size, size, 4) RGBA array, centred; None if the font lacks it."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("RGBA", (320, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((20, 20), ch, font=font, embedded_color=True)
+    bbox = canvas.getbbox()
+    if bbox is None:
+        return None
+    w, h = bbox[2] - bbox[0], bbox[3] - bbox[1]
+    if w > 1.6 * h or w < 20 or h < 20:  # not one glyph: the font lacks this sequence
+        return None
+    glyph = canvas.crop(bbox)
+    scale = size / max(w, h)
+    glyph = glyph.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+    out = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    out.paste(glyph, ((size - glyph.width) // 2, (size - glyph.height) // 2))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def build(out_dir: Path) -> dict:
+    """Render every fully-qualified emoji without skin-tone variants; write glyphs + meta."""
+    import emoji
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(str(find_font()), 109)
+    keywords = load_cldr_keywords()
+    records, glyphs = [], []
+    for ch, info in emoji.EMOJI_DATA.items():
+        if info.get("status") != emoji.STATUS["fully_qualified"] or SKIN_TONES & set(ch):
+            continue
+        arr = render_glyph(ch, font)
+        if arr is None:
+            continue
+        name = _clean_name(info["en"])
+        aliases = sorted({_clean_name(a) for a in info.get("alias", [])} - {name})
+        kw = keywords.get(ch.replace("\ufe0f", ""), [])
+        records.append({"char": ch, "name": name, "aliases": aliases, "keywords": kw})
+        glyphs.append(arr)
+    make_split(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "glyphs.npy", np.stack(glyphs))
+    (out_dir / "meta.json").write_text(json.dumps(records, ensure_ascii=False, indent=0))
+    return {
+        "emoji": len(records),
+        "train": sum(r["split"] == "train" for r in records),
+        "heldout": sum(r["split"] == "heldout" for r in records),
+        "with_keywords": sum(bool(r["keywords"]) for r in records),
+    }
+
+
+@dataclass
+class EmojiData:
+    glyphs: torch.Tensor  # (N, 4, S, S) float in [0, 1], RGBA
+    records: list[dict]
+
+    @classmethod
+    def load(cls, data_dir: str | Path, split: str | None = None) -> "EmojiData":
+        data_dir = Path(data_dir)
+        if not (data_dir / "meta.json").exists():
+            raise FileNotFoundError(
+                f"No emoji dataset in {data_dir}; make one with "
+                f"`python -m demo_core.emoji_data --out {data_dir}`"
+            )
+        records = json.loads((data_dir / "meta.json").read_text())
+        glyphs = np.load(data_dir / "glyphs.npy")
+        idx = [i for i, r in enumerate(records) if split is None or r["split"] == split]
+        g = torch.from_numpy(glyphs[idx]).permute(0, 3, 1, 2).float() / 255.0
+        return cls(g, [records[i] for i in idx])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+CAPTION_TEMPLATES = (
+    "{}", "{}", "an emoji of {}", "a picture of {}", "an icon of {}", "a drawing of {}",
+    "{} emoji", "a photo of {}", "a cartoon of {}",
+)
+
+
+def _article(phrase: str) -> str:
+    if phrase.endswith("s") and not phrase.endswith("ss"):
+        return phrase
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def sample_caption(record: dict, rng: random.Random) -> str:
+    """A random caption for one emoji: its name, an alias or some keywords, in a random template."""
+    r = rng.random()
+    if r < 0.55 or not (record["aliases"] or record["keywords"]):
+        phrase = record["name"]
+    elif r < 0.7 and record["aliases"]:
+        phrase = rng.choice(record["aliases"])
+    elif record["keywords"]:
+        kws = record["keywords"][:]
+        rng.shuffle(kws)
+        phrase = ", ".join(kws[: rng.randint(1, min(4, len(kws)))])
+        if rng.random() < 0.5:
+            phrase = record["name"] + ", " + phrase
+    else:
+        phrase = record["name"]
+    template = rng.choice(CAPTION_TEMPLATES)
+    return template.format(phrase if template == "{}" or "emoji" in template[2:] else _article(phrase))
+
+
+def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Composite RGBA glyphs (B, 4, S, S) onto random backgrounds with random scale, rotation
+    and position. Returns RGB images (B, 3, out_size, out_size) in [0, 1]."""
+    b = glyphs.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=generator)  # noqa: E731
+    scale = u(0.55, 1.05)  # glyph size as a fraction of the frame
+    angle = u(-25, 25) * math.pi / 180
+    room = (1 - scale).clamp(min=0)
+    tx, ty = u(-1, 1) * room, u(-1, 1) * room
+    # affine_grid maps output coords to input coords, so the inverse transform goes here.
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, -(cos * tx - sin * ty)], 1),
+         torch.stack([sin, cos, -(sin * tx + cos * ty)], 1)], 1
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta, (b, 4, out_size, out_size), align_corners=False)
+    premult = torch.cat([glyphs[:, :3] * glyphs[:, 3:4], glyphs[:, 3:4]], 1)
+    fg = F.grid_sample(premult, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rgb, alpha = fg[:, :3], fg[:, 3:4]
+    # Background: a solid colour or a vertical/horizontal two-colour gradient, sometimes white.
+    c1 = torch.rand(b, 3, 1, 1, generator=generator)
+    c2 = torch.rand(b, 3, 1, 1, generator=generator)
+    white = torch.rand(b, 1, 1, 1, generator=generator) < 0.25
+    c1 = torch.where(white, torch.ones_like(c1), c1)
+    ramp = torch.linspace(0, 1, out_size).view(1, 1, out_size, 1)
+    vertical = torch.rand(b, 1, 1, 1, generator=generator) < 0.5
+    ramp = torch.where(vertical, ramp, ramp.transpose(2, 3))
+    gradient = torch.rand(b, 1, 1, 1, generator=generator) < 0.4
+    bg = torch.where(gradient, c1 * (1 - ramp) + c2 * ramp, c1.expand(-1, -1, out_size, out_size))
+    return (rgb + (1 - alpha) * bg).clamp(0, 1)  # `rgb` is premultiplied by alpha
+
+
+def render_fixed(glyphs: torch.Tensor, out_size: int, seed: int) -> torch.Tensor:
+    """Deterministic augmented renders (for evaluation and for the bundled examples)."""
+    return augment_batch(glyphs, out_size, torch.Generator().manual_seed(seed))
+
+
+# Held-out emoji rendered as the app's examples (file name -> emoji name); none is in training.
+EXAMPLE_EMOJI = {
+    "cat.png": "grinning cat with smiling eyes", "dog.png": "dog", "automobile.png": "automobile",
+    "palm_tree.png": "palm tree", "train.png": "train", "bird.png": "bird",
+}
+
+
+def write_examples(out_dir: Path, data_dir: Path) -> list[Path]:
+    """Render EXAMPLE_EMOJI at 224 px on soft backgrounds; refuses any emoji seen in training."""
+    from PIL import Image, ImageFont
+
+    records = {r["name"]: r for r in json.loads((data_dir / "meta.json").read_text())}
+    font = ImageFont.truetype(str(find_font()), 109)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backgrounds = [(235, 243, 255), (255, 244, 230), (236, 250, 236), (250, 236, 248)]
+    written = []
+    for i, (fname, name) in enumerate(EXAMPLE_EMOJI.items()):
+        rec = records[name]
+        if rec["split"] != "heldout":
+            raise ValueError(f"example '{name}' is in the training split")
+        glyph = Image.fromarray(render_glyph(rec["char"], font, size=160))
+        im = Image.new("RGB", (224, 224), backgrounds[i % len(backgrounds)])
+        im.paste(glyph, (32, 32), glyph)
+        im.save(out_dir / fname)
+        written.append(out_dir / fname)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m demo_core.emoji_data",
+        description="Render the Noto Color Emoji font into an image-caption dataset "
+        "(glyphs.npy + meta.json) with a fixed held-out split.",
+    )
+    ap.add_argument("--out", default="data/emoji", help="output folder (default: data/emoji)")
+    ap.add_argument("--examples", default=None, metavar="DIR",
+                    help="also render the app's held-out example images into DIR")
+    args = ap.parse_args(argv)
+    try:
+        stats = build(Path(args.out))
+        if args.examples:
+            stats["examples"] = [str(p) for p in write_examples(Path(args.examples), Path(args.out))]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

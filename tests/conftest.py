@@ -1,0 +1,36 @@
+"""Tests run offline: no hub, no telemetry, no analytics."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("DEMO_DEVICE", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "assets" / "examples"
+
+
+@pytest.fixture(scope="session")
+def bundled_clip():
+    from demo_core.clip import ClipModel
+
+    return ClipModel.load("mini-clip", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_folder(tmp_path_factory):
+    """A tiny randomly initialised open_clip model saved in the hub's folder format."""
+    import torch
+
+    from demo_core.train_clip import MiniClipConfig, build_model, export_open_clip_folder
+
+    torch.manual_seed(0)
+    cfg = MiniClipConfig(embed_dim=16, vision_layers=(1, 1, 1, 1), vision_width=8, text_width=16,
+                         text_heads=2, text_layers=1)
+    out = tmp_path_factory.mktemp("tiny-clip")
+    export_open_clip_folder(build_model(cfg), cfg, out)
+    return out

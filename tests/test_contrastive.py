@@ -1,0 +1,33 @@
+"""The lecture's symmetric loss equals open_clip's ClipLoss."""
+import math
+
+import pytest
+import torch
+from open_clip.loss import ClipLoss
+
+from demo_core.contrastive import MAX_LOGIT_SCALE, contrastive_loss
+
+
+@pytest.mark.parametrize("batch,dim,scale", [(2, 8, 1.0), (16, 32, 14.3), (64, 128, 100.0)])
+def test_loss_equals_open_clip(batch, dim, scale):
+    g = torch.Generator().manual_seed(batch)
+    img, txt = torch.randn(batch, dim, generator=g), torch.randn(batch, dim, generator=g)
+    ours = contrastive_loss(img, txt, torch.tensor(scale))
+    ref = ClipLoss()(torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1),
+                     torch.tensor(scale))
+    assert ours.loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-6)
+    assert ours.logits.shape == (batch, batch)
+
+
+def test_matched_pairs_give_low_loss_and_shuffled_high():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(8, 64, generator=g)
+    matched = contrastive_loss(emb, emb, 50.0)
+    shuffled = contrastive_loss(emb, emb[torch.roll(torch.arange(8), 1)], 50.0)
+    assert matched.loss.item() < 0.05 < math.log(8) < shuffled.loss.item()
+    # Each direction is its own B-way classification: both halves are reported.
+    assert matched.loss_i.item() == pytest.approx(matched.loss_t.item(), abs=1e-4)
+
+
+def test_temperature_cap_is_the_papers():
+    assert MAX_LOGIT_SCALE == 100.0

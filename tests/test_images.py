@@ -1,0 +1,99 @@
+"""Whatever a user uploads becomes an upright 8-bit RGB image or a clear ImageError."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo_core.images import ImageError, load_image
+
+
+def bomb_png(path, width=40000, height=40000):
+    """A tiny PNG file whose header claims width x height pixels (a decompression bomb)."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then length + b"IHDR"
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12:ihdr + 13]))
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_no_image():
+    with pytest.raises(ImageError, match="No image"):
+        load_image(None)
+
+
+def test_not_an_image(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("this is not a picture")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(p)
+
+
+def test_truncated_image(tmp_path):
+    p = tmp_path / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(p)
+    p.write_bytes(p.read_bytes()[:600])
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        load_image(p)
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    p = bomb_png(tmp_path / "bomb.png")
+    with Image.open(p) as im:
+        assert im.size == (40000, 40000)  # the header really claims it
+    with pytest.raises(ImageError, match="40000×40000"):
+        load_image(p)
+
+
+def test_cmyk(tmp_path):
+    p = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (32, 24), (0, 255, 255, 0)).save(p)  # pure red in CMYK
+    im = load_image(p)
+    assert im.mode == "RGB" and im.size == (32, 24)
+    r, g, b = im.getpixel((5, 5))
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_16_bit_greyscale_keeps_its_brightness(tmp_path):
+    p = tmp_path / "g16.png"
+    arr = np.full((10, 10), 32768, dtype=np.uint16)  # mid grey in 16 bits
+    Image.fromarray(arr).save(p)
+    assert Image.open(p).mode.startswith("I")
+    im = load_image(p)
+    assert im.mode == "RGB"
+    assert 120 <= im.getpixel((0, 0))[0] <= 135  # not clipped to white
+
+
+def test_palette_with_transparency_composited_on_white(tmp_path):
+    p = tmp_path / "pal.png"
+    im = Image.new("P", (8, 8), 0)
+    im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    im.putpixel((0, 0), 1)
+    im.info["transparency"] = 0
+    im.save(p, transparency=0)
+    out = load_image(p)
+    assert out.getpixel((0, 0)) == (255, 0, 0)
+    assert out.getpixel((5, 5)) == (255, 255, 255)  # transparent -> white, not black
+
+
+def test_alpha_composited_on_white(tmp_path):
+    p = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8), (0, 0, 255, 0)).save(p)
+    assert load_image(p).getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    p = tmp_path / "phone.jpg"
+    im = Image.new("RGB", (40, 20), (255, 0, 0))
+    im.paste((0, 0, 255), (20, 0, 40, 20))  # left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    im.save(p, exif=exif.tobytes(), quality=95)
+    out = load_image(p)
+    assert out.size == (20, 40)
+    assert out.getpixel((10, 5))[0] > 200  # red ends up on top
+    assert out.getpixel((10, 35))[2] > 200  # blue at the bottom

@@ -1,0 +1,78 @@
+"""Model specs: bundled, local and hub folders load through one code path; no hang offline."""
+import shutil
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from demo_core import registry
+from demo_core.clip import ClipModel
+from demo_core.registry import parse_clip_spec, resolve_clip_spec
+
+
+def test_bundled_model_is_a_local_open_clip_folder():
+    spec = parse_clip_spec("mini-clip")
+    assert spec.kind == "local" and spec.model_name.startswith("local-dir:")
+    assert (registry.BUNDLED_MODELS["mini-clip"] / "open_clip_config.json").is_file()
+    assert spec.display == "mini-clip (bundled)"
+
+
+def test_offline_default_falls_back_to_bundled_and_says_why(monkeypatch):
+    monkeypatch.delenv("DEMO_CLIP_MODEL", raising=False)
+    t0 = time.time()
+    res = resolve_clip_spec()
+    assert time.time() - t0 < 5
+    assert res.fallback and res.spec.spec == "mini-clip"
+    assert "HF_HUB_OFFLINE" in res.reason and "ViT-B-32/openai" in res.reason
+
+
+def test_unreachable_hub_times_out_fast(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", "/nonexistent-cache")
+    t0 = time.time()
+    res = resolve_clip_spec("ViT-B-32/openai", probe_timeout=1.0)
+    assert time.time() - t0 < 3
+    assert res.fallback and "did not answer" in res.reason
+
+
+@pytest.mark.parametrize("bad,msg", [("ViT-Nope-9", "Unknown model"), ("ViT-B-32/nosuchtag", "no pretrained"),
+                                     ("hf-hub:justaname", "ORG/NAME"), ("", "Empty")])
+def test_bad_specs_explain_themselves(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        parse_clip_spec(bad)
+
+
+def test_local_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="open_clip_config.json"):
+        parse_clip_spec(f"local-dir:{tmp_path}")
+
+
+def test_tiny_random_model_in_hub_format_loads_from_folder(tiny_clip_folder):
+    m = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
+    emb = m.encode_images([Image.new("RGB", (50, 70), (10, 200, 30))])
+    assert emb.shape == (1, 16)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(1), atol=1e-4)
+
+
+def test_hf_hub_spec_loads_from_the_local_hub_cache(tiny_clip_folder, tmp_path, monkeypatch):
+    """The same folder placed in a Hugging Face cache as repo test-org/tiny-clip: the hf-hub: spec
+    resolves as cached and loads with the hub switched off (no request is made)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    snap = cache / "models--test-org--tiny-clip" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_clip_folder, snap)
+    (cache / "models--test-org--tiny-clip" / "refs").mkdir()
+    (cache / "models--test-org--tiny-clip" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    res = resolve_clip_spec("hf-hub:test-org/tiny-clip")
+    assert not res.fallback and "local Hugging Face cache" in res.reason
+    from_hub = ClipModel.load(res, "cpu")
+    from_dir = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
+    texts = ["a cat", "a car"]
+    assert torch.allclose(from_hub.encode_texts(texts), from_dir.encode_texts(texts), atol=1e-6)
