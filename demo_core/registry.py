@@ -43,11 +43,7 @@ class ClipSpec:
 
     @property
     def display(self) -> str:
-        if self.kind == "local":
-            for name, path in BUNDLED_MODELS.items():
-                if Path(self.model_name.removeprefix("local-dir:")).resolve() == path.resolve():
-                    return f"{name} (bundled)"
-        return self.spec
+        return f"{self.spec} (bundled)" if self.spec in BUNDLED_MODELS else self.spec
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,9 @@ def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: d
     return out
 
 
-def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = None, threads: int | None = None) -> dict:
+def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = None, threads: int | None = None,
+          stop_at: int | None = None) -> dict:
+    """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
     from open_clip.tokenizer import SimpleTokenizer
 
     if threads:
@@ -168,7 +170,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
         print(f"resumed from {ckpt} at step {step}", flush=True)
     model.train()
     t0, t_prev = time.time(), (log[-1]["elapsed_s"] if log else 0.0)
-    while step < cfg.steps:
+    while step < (stop_at or cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         images, tokens = make_batch(data, tokenizer, step, cfg)

@@ -1,0 +1,90 @@
+"""The app's `classify` endpoint, called the way a script would: gradio_client on a launched app."""
+import socket
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.test_images import bomb_png
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    import app
+
+    lab = app.Lab("mini-clip", "cpu")
+    demo = app.build_demo(lab)
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
+                        quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def _classify(client, image, labels="cat, dog, car", templates="a photo of a {}.", ensemble=True):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(image)) if image else None, labels, templates, ensemble,
+                          api_name="/classify")
+
+
+def test_classify_endpoint_answers(client):
+    label, table, details = _classify(client, EXAMPLES / "cat.png")
+    assert label["label"] == "cat"
+    assert {c["label"] for c in label["confidences"]} == {"cat", "dog", "car"}
+    rows = table["data"]
+    assert [r[0] for r in rows][0] == "cat" and len(rows) == 3
+    assert "logit scale" in details
+
+
+def _error_text(excinfo) -> str:
+    return str(excinfo.value)
+
+
+@pytest.mark.parametrize("labels,msg", [("", "at least one label"), (" , ,", "at least one label")])
+def test_empty_labels_give_a_plain_message(client, labels, msg):
+    with pytest.raises(Exception) as e:
+        _classify(client, EXAMPLES / "cat.png", labels=labels)
+    assert msg in _error_text(e)
+
+
+def test_no_image_gives_a_plain_message(client):
+    with pytest.raises(Exception) as e:
+        _classify(client, None)
+    assert "No image" in _error_text(e)
+
+
+def test_non_image_file_gives_a_plain_message(client, tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("not a picture")
+    with pytest.raises(Exception) as e:
+        _classify(client, p)
+    assert "not an image" in _error_text(e)
+
+
+def test_decompression_bomb_gives_a_plain_message(client, tmp_path):
+    with pytest.raises(Exception) as e:
+        _classify(client, bomb_png(tmp_path / "bomb.png"))
+    assert "40000×40000" in _error_text(e)
+
+
+def test_one_label_duplicates_and_500_labels_answer(client):
+    label, _, details = _classify(client, EXAMPLES / "cat.png", labels="cat")
+    assert label["label"] == "cat" and "always 100%" in details
+    label, table, details = _classify(client, EXAMPLES / "cat.png", labels="cat, dog, cat, CAT")
+    assert len(table["data"]) == 2 and "duplicate" in details
+    many = ", ".join(["cat"] + [f"thing number {i}" for i in range(499)])
+    label, table, _ = _classify(client, EXAMPLES / "cat.png", labels=many)
+    assert len(table["data"]) == 500
+    assert sum(c["confidence"] for c in label["confidences"]) <= 1.0 + 1e-6

@@ -1,0 +1,74 @@
+"""The bundled mini-CLIP's zero-shot behaviour, and the label/template parsing around it."""
+import pytest
+from PIL import Image
+
+from demo_core.clip import DEFAULT_TEMPLATES, InputError, parse_labels, parse_templates
+from tests.conftest import EXAMPLES
+
+
+def test_held_out_cat_emoji_ranks_cat_above_car(bundled_clip):
+    # assets/examples/cat.png is an emoji held out of training (see emoji_data.EXAMPLE_EMOJI).
+    res = bundled_clip.zero_shot(Image.open(EXAMPLES / "cat.png"), ["cat", "car"])
+    probs = dict(zip(res.labels, res.probs))
+    assert probs["cat"] > probs["car"]
+
+
+@pytest.mark.parametrize("fname,label", [("cat.png", "cat"), ("automobile.png", "car"), ("train.png", "train")])
+def test_held_out_examples_top_label(bundled_clip, fname, label):
+    labels = ["cat", "dog", "car", "tree", "train", "bird", "flower", "house"]
+    res = bundled_clip.zero_shot(Image.open(EXAMPLES / fname), labels)
+    assert res.top(1)[0][0] == label
+
+
+def test_probabilities_are_a_softmax_of_scaled_cosines(bundled_clip):
+    import math
+
+    res = bundled_clip.zero_shot(Image.open(EXAMPLES / "dog.png"), ["cat", "dog", "car"])
+    assert sum(res.probs) == pytest.approx(1.0, abs=1e-5)
+    z = [math.exp(res.logit_scale * c) for c in res.cosines]
+    assert res.probs == pytest.approx([v / sum(z) for v in z], rel=1e-4)
+    assert 1.0 <= res.logit_scale <= 100.0
+
+
+def test_ensemble_off_uses_first_template_only(bundled_clip):
+    img = Image.open(EXAMPLES / "dog.png")
+    single = bundled_clip.zero_shot(img, ["cat", "dog"], DEFAULT_TEMPLATES, ensemble=False)
+    assert single.templates == [DEFAULT_TEMPLATES[0]]
+    direct = bundled_clip.zero_shot(img, ["cat", "dog"], [DEFAULT_TEMPLATES[0]])
+    assert single.probs == pytest.approx(direct.probs)
+
+
+def test_label_embeddings_are_cached(bundled_clip, monkeypatch):
+    labels = ["a label for the cache test", "another one"]
+    bundled_clip.label_embeddings(labels, DEFAULT_TEMPLATES)
+    calls = []
+    real = bundled_clip.model.encode_text
+    monkeypatch.setattr(bundled_clip.model, "encode_text", lambda *a, **k: calls.append(1) or real(*a, **k))
+    bundled_clip.label_embeddings(labels, DEFAULT_TEMPLATES)
+    assert calls == []  # second time: no text encoder call
+    bundled_clip.label_embeddings(labels + ["a new label"], DEFAULT_TEMPLATES)
+    assert len(calls) == 1  # only the new label's prompts are encoded
+
+
+def test_parse_labels_commas_newlines_duplicates():
+    labels, notes = parse_labels("cat, dog\nCat,, car \n\n dog")
+    assert labels == ["cat", "dog", "car"]
+    assert any("duplicate" in n for n in notes)
+
+
+def test_parse_labels_single_label_is_explained():
+    labels, notes = parse_labels("cat")
+    assert labels == ["cat"] and any("100%" in n for n in notes)
+
+
+@pytest.mark.parametrize("text", ["", "  ", ", ,\n"])
+def test_parse_labels_empty_is_refused(text):
+    with pytest.raises(InputError, match="at least one label"):
+        parse_labels(text)
+
+
+def test_parse_templates():
+    assert parse_templates("") == ["{}"]
+    assert parse_templates("a photo of a {}.\n\nart of {}") == ["a photo of a {}.", "art of {}"]
+    with pytest.raises(InputError, match="exactly one"):
+        parse_templates("a photo of a")
