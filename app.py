@@ -33,6 +33,9 @@ where $e^{t}$ is the model's learned logit scale (inverse temperature, at most 1
 """
 
 
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
 class Lab:
     """The engine objects the UI talks to: device, CLIP model and why it was chosen."""
 
@@ -98,7 +101,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                     table = gr.Dataframe(headers=["label", "cosine", "probability"], label="Raw scores",
                                          interactive=False)
                     details = gr.Markdown()
-            gr.Markdown(FORMULA)
+            gr.Markdown(FORMULA, latex_delimiters=LATEX)
             examples = [[str(EXAMPLES / f), lab_] for f, lab_ in ZERO_SHOT_EXAMPLES if (EXAMPLES / f).exists()]
             if examples:
                 gr.Examples(examples, inputs=[image, labels], label="Examples (held-out emoji the model never saw)")

@@ -1,0 +1,273 @@
+"""A searchable image collection: SQLite metadata + vectors, and a FAISS index derived from them.
+
+Layout of an index folder:
+    meta.sqlite   files(id, path, size, mtime, sha256, width, height), vectors(id, emb), manifest(key, value)
+    index.faiss   FAISS index over the vectors (ids = files.id); rebuilt from SQLite whenever stale
+    manifest.json the manifest again, for people
+
+SQLite is the source of truth and is written in transactions, so a build killed at any moment
+leaves a consistent database: a re-run picks up where it stopped. The FAISS file is derived data,
+written atomically (temp file + rename) and tagged with the database generation it was made from;
+a stale or missing one is rebuilt on open.
+
+Index type follows collection size: exact inner product (Flat) up to ``ANN_THRESHOLD`` vectors,
+HNSW above it; HNSW candidates are re-ranked exactly against the stored vectors, and the build
+records recall@10 against exact search in the manifest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ANN_THRESHOLD = int(os.environ.get("DEMO_ANN_THRESHOLD", 50_000))  # see bench/RESULTS.md
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+RERANK_FACTOR = 4  # HNSW returns k * RERANK_FACTOR candidates, re-ranked exactly
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,      -- relative to the collection root, '/'-separated
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
+CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, emb BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class IndexProblem(ValueError):
+    """A problem with an index that the user can fix; the message says how."""
+
+
+@dataclass
+class Hit:
+    id: int
+    path: str  # relative to the collection root
+    score: float  # cosine similarity
+    width: int
+    height: int
+
+
+class ImageIndex:
+    """One index folder: open, add/remove/rename rows, rebuild FAISS, search."""
+
+    def __init__(self, folder: str | Path, *, create: bool = False):
+        self.folder = Path(folder)
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        elif not (self.folder / "meta.sqlite").is_file():
+            raise IndexProblem(f"No index in {self.folder}: build one with `python index_builder DIR --out {self.folder}`.")
+        self.db = sqlite3.connect(self.folder / "meta.sqlite", check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self._faiss = None
+        self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
+        self._ids: np.ndarray | None = None
+
+    # --- manifest -------------------------------------------------------------------------
+    def manifest(self) -> dict:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM manifest")}
+
+    def set_manifest(self, **items) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO manifest VALUES (?, ?)",
+                                [(k, json.dumps(v)) for k, v in items.items()])
+
+    def _bump_generation(self) -> None:
+        gen = self.manifest().get("generation", 0) + 1
+        self.db.execute("INSERT OR REPLACE INTO manifest VALUES ('generation', ?)", (json.dumps(gen),))
+
+    @property
+    def root(self) -> Path:
+        root = self.manifest().get("root")
+        if not root:
+            raise IndexProblem(f"The index in {self.folder} records no collection folder.")
+        return Path(root)
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    def check_model(self, spec: str, dim: int) -> None:
+        """Refuse to mix embeddings of two models, with the command that fixes it."""
+        m = self.manifest()
+        if "model" in m and (m["model"] != spec or m.get("dim") != dim):
+            raise IndexProblem(
+                f"Index built with {m['model']} ({m.get('dim')}-d) but the loaded model is {spec} ({dim}-d); "
+                f"rebuild with `python index_builder {m.get('root', 'DIR')} --out {self.folder} --model {spec}` "
+                f"into a new folder, or load {m['model']}."
+            )
+
+    # --- rows ---------------------------------------------------------------------------------
+    def rows(self) -> dict[str, tuple[int, int, float, str]]:
+        """path -> (id, size, mtime, sha256)"""
+        return {p: (i, s, m, h) for i, p, s, m, h in self.db.execute("SELECT id, path, size, mtime, sha256 FROM files")}
+
+    def add(self, items: list[tuple[str, int, float, str, int, int]], embs: np.ndarray) -> None:
+        """Insert (path, size, mtime, sha256, w, h) rows with their embeddings, in one transaction.
+        A changed file (same path) replaces its old row."""
+        with self.db:
+            for (path, size, mtime, sha, w, h), e in zip(items, embs):
+                old = self.db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+                if old:
+                    self.db.execute("DELETE FROM vectors WHERE id = ?", old)
+                    self.db.execute("DELETE FROM files WHERE id = ?", old)
+                cur = self.db.execute("INSERT INTO files (path, size, mtime, sha256, width, height) VALUES (?,?,?,?,?,?)",
+                                      (path, size, mtime, sha, w, h))
+                self.db.execute("INSERT INTO vectors VALUES (?, ?)",
+                                (cur.lastrowid, np.asarray(e, np.float32).tobytes()))
+            self._bump_generation()
+
+    def rename(self, moves: list[tuple[str, str, int, float]]) -> None:
+        """(old path, new path, size, mtime): the same content moved, so the vector is kept."""
+        with self.db:
+            for old, new, size, mtime in moves:
+                self.db.execute("UPDATE files SET path = ?, size = ?, mtime = ? WHERE path = ?", (new, size, mtime, old))
+            self._bump_generation()
+
+    def touch(self, updates: list[tuple[str, int, float]]) -> None:
+        """Record a new size/mtime for files whose content hash did not change."""
+        with self.db:
+            self.db.executemany("UPDATE files SET size = ?, mtime = ? WHERE path = ?",
+                                [(s, m, p) for p, s, m in updates])
+
+    def remove(self, paths: list[str]) -> None:
+        with self.db:
+            for p in paths:
+                row = self.db.execute("SELECT id FROM files WHERE path = ?", (p,)).fetchone()
+                if row:
+                    self.db.execute("DELETE FROM vectors WHERE id = ?", row)
+                    self.db.execute("DELETE FROM files WHERE id = ?", row)
+            self._bump_generation()
+
+    def vector_of(self, sha256: str) -> np.ndarray | None:
+        row = self.db.execute("SELECT v.emb FROM files f JOIN vectors v ON v.id = f.id WHERE f.sha256 = ? LIMIT 1",
+                              (sha256,)).fetchone()
+        return np.frombuffer(row[0], np.float32) if row else None
+
+    def load_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        ids, embs = [], []
+        for i, blob in self.db.execute("SELECT id, emb FROM vectors ORDER BY id"):
+            ids.append(i)
+            embs.append(np.frombuffer(blob, np.float32))
+        dim = self.manifest().get("dim", 0)
+        vecs = np.stack(embs) if embs else np.zeros((0, dim), np.float32)
+        return np.asarray(ids, np.int64), np.ascontiguousarray(vecs, dtype=np.float32)
+
+    # --- FAISS --------------------------------------------------------------------------------
+    def build_faiss(self, *, threshold: int = ANN_THRESHOLD, recall_queries: int = 200, seed: int = 0) -> dict:
+        """(Re)build index.faiss from the stored vectors; returns the manifest entries it set."""
+        import faiss
+
+        ids, vecs = self.load_vectors()
+        n, dim = vecs.shape
+        if n > threshold:
+            base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = 80
+            kind = f"HNSW (M={HNSW_M}, efSearch={HNSW_EF_SEARCH}, exact re-rank)"
+        else:
+            base = faiss.IndexFlatIP(dim)
+            kind = "Flat (exact)"
+        index = faiss.IndexIDMap2(base)
+        if n:
+            index.add_with_ids(vecs, ids)
+        gen = self.manifest().get("generation", 0)
+        tmp = self.folder / "index.faiss.tmp"
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, self.folder / "index.faiss")
+        self._faiss, self._vectors, self._ids = index, vecs, ids
+        info = {"index_type": kind, "faiss_generation": gen, "count": int(n)}
+        if n > threshold:
+            info["recall_at_10"] = self._recall_at_10(recall_queries, seed)
+        else:
+            info["recall_at_10"] = 1.0
+        self.set_manifest(**info)
+        (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2))
+        return info
+
+    def _recall_at_10(self, queries: int, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        q = self._vectors[rng.choice(len(self._vectors), min(queries, len(self._vectors)), replace=False)]
+        q = q + rng.normal(0, 0.5 / np.sqrt(q.shape[1]), q.shape).astype(np.float32)  # near, not on, a vector
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        exact = np.argsort(-(q @ self._vectors.T), axis=1)[:, :10]
+        exact_ids = self._ids[exact]
+        found = [set(h.id for h in self._search_vec(v, 10)) for v in q]
+        return round(float(np.mean([len(f & set(e)) / 10 for f, e in zip(found, exact_ids)])), 4)
+
+    def _ensure_faiss(self) -> None:
+        import faiss
+
+        m = self.manifest()
+        stale = m.get("faiss_generation") != m.get("generation", 0)
+        path = self.folder / "index.faiss"
+        if self._faiss is not None and not stale:
+            return
+        if stale or not path.exists():
+            self.build_faiss()
+            return
+        self._faiss = faiss.read_index(str(path))
+        self._ids, self._vectors = self.load_vectors()
+        if hasattr(self._faiss.index, "hnsw"):
+            faiss.downcast_index(self._faiss.index).hnsw.efSearch = HNSW_EF_SEARCH
+
+    def _search_vec(self, q: np.ndarray, k: int) -> list[Hit]:
+        q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+        exact = isinstance(self._faiss.index, __import__("faiss").IndexFlatIP)
+        _, cand = self._faiss.search(q, k if exact else k * RERANK_FACTOR)
+        cand = [int(c) for c in cand[0] if c >= 0]
+        if not cand:
+            return []
+        # Exact re-rank of the candidates against the stored vectors.
+        rows = np.searchsorted(self._ids, cand)
+        scores = self._vectors[rows] @ q[0]
+        order = np.argsort(-scores)[:k]
+        return [Hit(cand[i], "", float(scores[i]), 0, 0) for i in order]
+
+    def search(self, query: np.ndarray, k: int = 12) -> list[Hit]:
+        """Top-k files by cosine similarity to a normalised query vector (D,)."""
+        self._ensure_faiss()
+        if self._vectors is None or len(self._vectors) == 0:
+            return []
+        hits = self._search_vec(query, k)
+        meta = {i: (p, w, h) for i, p, w, h in self.db.execute(
+            f"SELECT id, path, width, height FROM files WHERE id IN ({','.join('?' * len(hits))})",
+            [h.id for h in hits])}
+        return [Hit(h.id, meta[h.id][0], h.score, meta[h.id][1], meta[h.id][2]) for h in hits if h.id in meta]
+
+    def embedding(self, file_id: int) -> np.ndarray | None:
+        row = self.db.execute("SELECT emb FROM vectors WHERE id = ?", (file_id,)).fetchone()
+        return np.frombuffer(row[0], np.float32) if row else None
+
+    def safe_path(self, rel: str) -> Path:
+        """The file `rel` inside the collection, or IndexProblem if it escapes it or is not indexed."""
+        root = self.root.resolve()
+        full = (root / rel).resolve()
+        if root != full and root not in full.parents:
+            raise IndexProblem(f"'{rel}' is outside the indexed collection.")
+        if not self.db.execute("SELECT 1 FROM files WHERE path = ?", (rel,)).fetchone():
+            raise IndexProblem(f"'{rel}' is not in this index.")
+        return full
+
+    def stats(self) -> dict:
+        m = self.manifest()
+        return {"count": self.count(), "model": m.get("model"), "dim": m.get("dim"),
+                "index_type": m.get("index_type"), "recall_at_10": m.get("recall_at_10"),
+                "root": m.get("root"), "created": m.get("created"), "updated": m.get("updated")}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,99 @@
+"""python index_builder DIR [--out INDEX_DIR] [--model SPEC] [--batch-size N] [--workers N] [--device D]
+
+Embeds every image under DIR with CLIP into a searchable index (FAISS + SQLite). Re-running it
+updates the index: only new or changed images are embedded, renamed ones keep their vectors,
+deleted ones are removed. It is safe to stop at any moment (Ctrl-C); re-run to continue.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python index_builder` runs this folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python index_builder",
+        description="Embed a folder of images (recursively: jpg, jpeg, png, webp, gif, bmp, tiff) into a "
+                    "CLIP search index that the app's Search tab opens with --index. Re-run to update it.",
+    )
+    ap.add_argument("dir", help="the image collection (folder) to index")
+    ap.add_argument("--out", default=None, help="index folder (default: DIR/.clip-index)")
+    ap.add_argument("--model", default=None,
+                    help="CLIP spec, as in the app (default: the index's model, else the app's default rules)")
+    ap.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
+    ap.add_argument("--workers", type=int, default=4, help="threads reading and decoding images (default 4)")
+    ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    ap.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
+    args = ap.parse_args(argv)
+
+    root = Path(args.dir).expanduser()
+    if not root.is_dir():
+        print(f"error: {args.dir} is not a folder", file=sys.stderr)
+        return 2
+    if args.batch_size < 1 or args.workers < 1:
+        print("error: --batch-size and --workers must be at least 1", file=sys.stderr)
+        return 2
+    out = Path(args.out).expanduser() if args.out else root / ".clip-index"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        print(f"error: cannot write the index to {out} ({e.strerror or e})", file=sys.stderr)
+        return 1
+
+    from tqdm import tqdm
+
+    from demo_core.clip import ClipModel
+    from demo_core.indexing import build_index
+    from demo_core.registry import resolve_clip_spec
+    from demo_core.retrieval import ImageIndex, IndexProblem
+
+    requested = args.model
+    if requested is None and (out / "meta.sqlite").exists():
+        idx = ImageIndex(out)
+        requested = idx.manifest().get("model")
+        idx.close()
+    try:
+        resolution = resolve_clip_spec(requested)
+        print(f"model: {resolution.reason}", file=sys.stderr)
+        clip = ClipModel.load(resolution, args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    bar = tqdm(total=0, unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = build_index(root, out, clip, batch_size=args.batch_size, workers=args.workers,
+                             include_hidden=args.include_hidden, progress=progress)
+    except IndexProblem as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: what was embedded so far is saved in {out}; run the same command to continue.",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    for rel, reason in report.skipped:
+        print(f"skipped {rel}: {reason}", file=sys.stderr)
+    for line in report.summary_lines():
+        print(line)
+    print(f"index: {out}  (open it with: python app.py --index {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The app in a real browser (Debian's chromium driven by Playwright), as a newcomer uses it.
+
+Set DEMO_UPDATE_SCREENSHOTS=1 to refresh the README's screenshots in docs/.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, ROOT
+from tests.test_app import _free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    import app
+
+    demo = app.build_demo(app.Lab("mini-clip", "cpu"))
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        show_error=True, allowed_paths=[str(EXAMPLES)])
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.goto(app_url, wait_until="networkidle")
+        yield pg
+        browser.close()
+
+
+def _screenshot(page, name, tmp_path):
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    if os.environ.get("DEMO_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(tmp_path / name, ROOT / "docs" / name)
+
+
+def test_status_line_names_the_model(page):
+    status = page.locator("#status-line").inner_text()
+    assert "mini-clip" in status and "device" in status
+
+
+def test_zero_shot_tab_labels_the_cat_example(page, tmp_path):
+    page.get_by_role("tab", name="Zero-shot labels").click()
+    page.locator("#zs-image input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))
+    page.locator("#zs-labels textarea").fill("cat, dog, car, tree, pizza")
+    page.locator("#zs-run").click()
+    top = page.locator("#zs-probs .output-class")
+    top.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#zs-probs .output-class').innerText.trim() === 'cat'",
+                           timeout=30_000)
+    assert top.inner_text().strip() == "cat"
+    _screenshot(page, "zero-shot.png", tmp_path)
+
+
+def test_empty_labels_show_a_plain_error(page):
+    page.locator("#zs-labels textarea").fill("  ")
+    page.locator("#zs-run").click()
+    toast = page.get_by_text("Type at least one label")
+    toast.first.wait_for(timeout=30_000)
+    assert toast.first.is_visible()
+    assert "Traceback" not in page.content()
