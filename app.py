@@ -14,8 +14,11 @@ from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_label
 from demo_core.device import pick_device
 from demo_core.images import ImageError, load_image
 from demo_core.registry import ASSETS, resolve_clip_spec
+from demo_core.retrieval import ImageIndex, IndexProblem
+from demo_core.search import image_query_vector, parse_query, text_query_vector, thumbnail
 
 EXAMPLES = ASSETS / "examples"
+BUNDLED_INDEX = ASSETS / "gallery" / "index"
 ZERO_SHOT_EXAMPLES = [
     ("cat.png", "cat, dog, car, tree, pizza"),
     ("dog.png", "cat, dog, bird, fish"),
@@ -39,10 +42,84 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 class Lab:
     """The engine objects the UI talks to: device, CLIP model and why it was chosen."""
 
-    def __init__(self, clip_spec: str | None = None, device: str | None = None):
+    def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None):
         self.device = pick_device(device)
         self.resolution = resolve_clip_spec(clip_spec)
         self.clip = ClipModel.load(self.resolution, self.device)
+        self.index_folders: dict[str, Path] = {}
+        if (BUNDLED_INDEX / "meta.sqlite").exists():
+            self.index_folders["bundled gallery"] = BUNDLED_INDEX
+        for folder in indexes or []:
+            self.index_folders[str(folder)] = Path(folder)
+        self._indexes: dict[str, ImageIndex] = {}
+
+    # --- search -----------------------------------------------------------------------------
+    def index(self, name: str) -> ImageIndex:
+        if name not in self.index_folders:
+            raise gr.Error(f"Unknown index '{name}'. Choose one of: {', '.join(self.index_folders) or 'none'}.")
+        if name not in self._indexes:
+            try:
+                self._indexes[name] = ImageIndex(self.index_folders[name], readonly=True)
+            except IndexProblem as e:
+                raise gr.Error(str(e)) from None
+        idx = self._indexes[name]
+        try:
+            idx.check_model(self.clip.spec.spec, self.clip.embed_dim)
+        except IndexProblem as e:
+            raise gr.Error(str(e)) from None
+        return idx
+
+    def index_stats(self, name: str) -> str:
+        if not name:
+            return "No index loaded: build one with `python index_builder DIR` and start the app with `--index`."
+        try:
+            idx = self._indexes.get(name) or ImageIndex(self.index_folders[name], readonly=True)
+            self._indexes[name] = idx
+            st = idx.stats()
+        except (IndexProblem, KeyError) as e:
+            return f"⚠️ {e}"
+        return (f"**{st['count']}** images · model **{st['model']}** ({st['dim']}-d) · index {st['index_type']} "
+                f"· recall@10 vs exact {st['recall_at_10']} · collection `{st['root']}`")
+
+    def _gallery(self, idx: ImageIndex, hits) -> tuple[list, list[int]]:
+        items = []
+        for h in hits:
+            try:
+                items.append((str(thumbnail(idx, h)), f"{Path(h.path).name} · {h.score:.3f}"))
+            except (IndexProblem, ImageError, OSError):
+                continue  # a file deleted since indexing: left out, not an error
+        return items, [h.id for h in hits]
+
+    def search(self, query: str, index_name: str, k: int):
+        """Text search (with arithmetic: `cat + 2:dog - grass`). Returns (gallery, details, hit ids)."""
+        try:
+            terms = parse_query(query)
+        except InputError as e:
+            raise gr.Error(str(e)) from None
+        idx = self.index(index_name)
+        hits = idx.search(text_query_vector(self.clip, terms), int(k))
+        items, ids = self._gallery(idx, hits)
+        shown = " ".join(f"{'+' if t.weight >= 0 else '−'} {abs(t.weight):g}·“{t.text}”" for t in terms).lstrip("+ ")
+        return items, f"query vector = normalise({shown}) · {len(items)} results from {index_name}", ids
+
+    def search_image(self, image, index_name: str, k: int):
+        """Image search: the images nearest to an uploaded one. Returns (gallery, details, hit ids)."""
+        try:
+            vec = image_query_vector(self.clip, _file_path(image))
+        except ImageError as e:
+            raise gr.Error(str(e)) from None
+        idx = self.index(index_name)
+        items, ids = self._gallery(idx, idx.search(vec, int(k)))
+        return items, f"{len(items)} images nearest to the uploaded one, from {index_name}", ids
+
+    def more_like(self, ids: list[int], index_name: str, k: int, evt: gr.SelectData):
+        """Clicking a result searches with that image's stored vector ("more like this")."""
+        if not ids or evt.index is None or evt.index >= len(ids):
+            raise gr.Error("Click one of the results first.")
+        idx = self.index(index_name)
+        vec = idx.embedding(ids[evt.index])
+        items, new_ids = self._gallery(idx, idx.search(vec, int(k)))
+        return items, f"more like result #{evt.index + 1} · {len(items)} results", new_ids
 
     def status_markdown(self) -> str:
         return (f"**CLIP model:** {self.resolution.reason} · **device:** {self.device.describe()} "
@@ -107,6 +184,32 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 gr.Examples(examples, inputs=[image, labels], label="Examples (held-out emoji the model never saw)")
             run.click(lab.classify, [image, labels, templates, ensemble], [probs, table, details],
                       api_name="classify", preprocess=False)
+        with gr.Tab("Search", id="search"):
+            names = list(lab.index_folders)
+            with gr.Row():
+                index_pick = gr.Dropdown(names, value=names[0] if names else None, label="Index", scale=2,
+                                         elem_id="s-index")
+                k = gr.Slider(1, 48, value=12, step=1, label="Results", scale=1)
+            stats = gr.Markdown(lab.index_stats(names[0]) if names else lab.index_stats(""))
+            with gr.Row():
+                with gr.Column(scale=3):
+                    query = gr.Textbox(label="Text query (arithmetic: cat + 2:dog - grass)", value="cat and dog",
+                                       elem_id="s-query")
+                    search_btn = gr.Button("Search", variant="primary", elem_id="s-run")
+                with gr.Column(scale=2):
+                    qimage = gr.Image(label="…or search by image", type="filepath", height=160,
+                                      sources=["upload", "clipboard"], elem_id="s-image")
+                    image_btn = gr.Button("Search by image", elem_id="s-run-image")
+            s_details = gr.Markdown()
+            results = gr.Gallery(label="Results (click one for more like it)", columns=6, height="auto",
+                                 elem_id="s-results")
+            hit_ids = gr.State([])
+            index_pick.change(lab.index_stats, index_pick, stats, api_visibility="private")
+            search_btn.click(lab.search, [query, index_pick, k], [results, s_details, hit_ids], api_name="search")
+            query.submit(lab.search, [query, index_pick, k], [results, s_details, hit_ids], api_visibility="private")
+            image_btn.click(lab.search_image, [qimage, index_pick, k], [results, s_details, hit_ids],
+                            api_name="search_image", preprocess=False)
+            results.select(lab.more_like, [hit_ids, index_pick, k], [results, s_details, hit_ids], api_visibility="private")
     return demo
 
 
@@ -117,11 +220,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="CLIP spec: ViT-B-32/openai (default), hf-hub:ORG/NAME, a local open_clip folder, "
                          "or mini-clip (bundled). Env: DEMO_CLIP_MODEL.")
     ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available). Env: DEMO_DEVICE.")
+    ap.add_argument("--index", action="append", default=None, metavar="FOLDER",
+                    help="an index folder made by `python index_builder` (repeatable). Env: DEMO_INDEX "
+                         f"(folders separated by '{os.pathsep}'). The bundled gallery is always offered.")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = ap.parse_args(argv)
     try:
-        lab = Lab(args.clip_model, args.device)
+        env_indexes = [p for p in os.environ.get("DEMO_INDEX", "").split(os.pathsep) if p]
+        lab = Lab(args.clip_model, args.device, (args.index or []) + env_indexes)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     print(lab.status_markdown().replace("**", ""), flush=True)

@@ -104,9 +104,10 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
     try:
         index.check_model(clip.spec.spec, clip.embed_dim)
         m = index.manifest()
-        if m.get("root") and Path(m["root"]) != root:
-            raise IndexProblem(f"{out} indexes {m['root']}, not {root}; use another --out for this folder.")
-        index.set_manifest(root=str(root), model=clip.spec.spec, dim=clip.embed_dim, normalized=True,
+        if m.get("root") and index.root != root:
+            raise IndexProblem(f"{out} indexes {index.root}, not {root}; use another --out for this folder.")
+        index.set_root(root)
+        index.set_manifest(model=clip.spec.spec, dim=clip.embed_dim, normalized=True,
                            created=m.get("created", now_iso()))
 
         files, skipped = scan(root, include_hidden)

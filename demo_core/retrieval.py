@@ -62,15 +62,19 @@ class Hit:
 class ImageIndex:
     """One index folder: open, add/remove/rename rows, rebuild FAISS, search."""
 
-    def __init__(self, folder: str | Path, *, create: bool = False):
+    def __init__(self, folder: str | Path, *, create: bool = False, readonly: bool = False):
         self.folder = Path(folder)
+        self.readonly = readonly
         if create:
             self.folder.mkdir(parents=True, exist_ok=True)
         elif not (self.folder / "meta.sqlite").is_file():
             raise IndexProblem(f"No index in {self.folder}: build one with `python index_builder DIR --out {self.folder}`.")
-        self.db = sqlite3.connect(self.folder / "meta.sqlite", check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        db_path = (self.folder / "meta.sqlite").resolve()
+        if readonly:  # the app only reads: it never changes an index, even a writable one
+            self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
+        else:  # rollback journal: every `with self.db:` block is all-or-nothing on disk
+            self.db = sqlite3.connect(db_path, check_same_thread=False)
+            self.db.executescript(SCHEMA)
         self._faiss = None
         self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
         self._ids: np.ndarray | None = None
@@ -90,10 +94,15 @@ class ImageIndex:
 
     @property
     def root(self) -> Path:
+        """The collection folder. Stored relative to the index folder, so that a collection and
+        its index can move together (the bundled gallery does)."""
         root = self.manifest().get("root")
         if not root:
             raise IndexProblem(f"The index in {self.folder} records no collection folder.")
-        return Path(root)
+        return (self.folder / root).resolve()
+
+    def set_root(self, root: Path) -> None:
+        self.set_manifest(root=os.path.relpath(root.resolve(), self.folder.resolve()))
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
@@ -104,8 +113,8 @@ class ImageIndex:
         if "model" in m and (m["model"] != spec or m.get("dim") != dim):
             raise IndexProblem(
                 f"Index built with {m['model']} ({m.get('dim')}-d) but the loaded model is {spec} ({dim}-d); "
-                f"rebuild with `python index_builder {m.get('root', 'DIR')} --out {self.folder} --model {spec}` "
-                f"into a new folder, or load {m['model']}."
+                f"rebuild with `python index_builder {self.root if m.get('root') else 'DIR'} --out NEW_FOLDER "
+                f"--model {spec}`, or start the app with --clip-model {m['model']}."
             )
 
     # --- rows ---------------------------------------------------------------------------------
@@ -181,16 +190,16 @@ class ImageIndex:
         index = faiss.IndexIDMap2(base)
         if n:
             index.add_with_ids(vecs, ids)
-        gen = self.manifest().get("generation", 0)
+        if n > threshold:
+            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        self._faiss, self._vectors, self._ids = index, vecs, ids
+        info = {"index_type": kind, "faiss_generation": self.manifest().get("generation", 0), "count": int(n)}
+        info["recall_at_10"] = self._recall_at_10(recall_queries, seed) if n > threshold else 1.0
+        if self.readonly:
+            return info  # searchable in memory; the folder is left as it was
         tmp = self.folder / "index.faiss.tmp"
         faiss.write_index(index, str(tmp))
         os.replace(tmp, self.folder / "index.faiss")
-        self._faiss, self._vectors, self._ids = index, vecs, ids
-        info = {"index_type": kind, "faiss_generation": gen, "count": int(n)}
-        if n > threshold:
-            info["recall_at_10"] = self._recall_at_10(recall_queries, seed)
-        else:
-            info["recall_at_10"] = 1.0
         self.set_manifest(**info)
         (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2))
         return info
@@ -216,14 +225,17 @@ class ImageIndex:
         if stale or not path.exists():
             self.build_faiss()
             return
-        self._faiss = faiss.read_index(str(path))
+        self._faiss = faiss.read_index(str(path))  # keep this object alive: it owns the inner index
         self._ids, self._vectors = self.load_vectors()
-        if hasattr(self._faiss.index, "hnsw"):
-            faiss.downcast_index(self._faiss.index).hnsw.efSearch = HNSW_EF_SEARCH
+        inner = faiss.downcast_index(self._faiss.index)
+        if isinstance(inner, faiss.IndexHNSWFlat):
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
 
     def _search_vec(self, q: np.ndarray, k: int) -> list[Hit]:
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
-        exact = isinstance(self._faiss.index, __import__("faiss").IndexFlatIP)
+        import faiss
+
+        exact = isinstance(faiss.downcast_index(self._faiss.index), faiss.IndexFlat)
         _, cand = self._faiss.search(q, k if exact else k * RERANK_FACTOR)
         cand = [int(c) for c in cand[0] if c >= 0]
         if not cand:
@@ -263,7 +275,7 @@ class ImageIndex:
         m = self.manifest()
         return {"count": self.count(), "model": m.get("model"), "dim": m.get("dim"),
                 "index_type": m.get("index_type"), "recall_at_10": m.get("recall_at_10"),
-                "root": m.get("root"), "created": m.get("created"), "updated": m.get("updated")}
+                "root": str(self.root) if m.get("root") else None, "created": m.get("created"), "updated": m.get("updated")}
 
     def close(self) -> None:
         self.db.close()
