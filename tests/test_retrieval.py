@@ -1,0 +1,162 @@
+"""index_builder + search: build, query, incremental updates, interruption, bad files, safety."""
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo_core.indexing import build_index, scan
+from demo_core.retrieval import ImageIndex, IndexProblem
+from demo_core.search import InputError, image_query_vector, parse_query, text_query_vector
+from tests.conftest import EXAMPLES, ROOT
+
+
+@pytest.fixture
+def collection(tmp_path):
+    """The six held-out example emoji, a nested copy, a broken file, a hidden file and a symlink loop."""
+    root = tmp_path / "photos"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    for p in EXAMPLES.glob("*.png"):
+        shutil.copy(p, root / p.name)
+    shutil.copy(EXAMPLES / "cat.png", root / "nested" / "deeper" / "Cat Copy.PNG")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (root / ".hidden.png").write_bytes((EXAMPLES / "dog.png").read_bytes())
+    (root / "notes.txt").write_text("not an image")
+    os.symlink(root, root / "nested" / "loop")  # must not be followed forever
+    return root
+
+
+def _build(root, out, clip, **kw):
+    return build_index(root, out, clip, batch_size=3, workers=2, **kw)
+
+
+def test_scan_finds_images_case_insensitively_skips_hidden_and_loops(collection):
+    files, _ = scan(collection)
+    rels = sorted(f.rel for f in files)
+    assert "nested/deeper/Cat Copy.PNG" in rels and "broken.jpg" in rels
+    assert not any(r.startswith(".") or "/loop/" in r or r.endswith(".txt") for r in rels)
+    assert len(rels) == 8
+
+
+def test_build_then_search_text_and_image(collection, tmp_path, bundled_clip):
+    report = _build(collection, tmp_path / "idx", bundled_clip)
+    assert report.indexed + report.reused == 7 and report.total == 7  # the copy may reuse the vector
+    assert [r for r, _ in report.skipped] == ["broken.jpg"]
+    assert "not an image" in report.skipped[0][1]
+    idx = ImageIndex(tmp_path / "idx", readonly=True)
+    hits = idx.search(image_query_vector(bundled_clip, EXAMPLES / "train.png"), 3)
+    assert hits[0].path == "train.png" and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    top = idx.search(text_query_vector(bundled_clip, parse_query("a cat")), 2)
+    assert {h.path for h in top} == {"cat.png", "nested/deeper/Cat Copy.PNG"}
+    st = idx.stats()
+    assert st["count"] == 7 and st["model"] == "mini-clip" and st["index_type"].startswith("Flat")
+
+
+def test_rerun_is_incremental_with_add_remove_rename(collection, tmp_path, bundled_clip, monkeypatch):
+    out = tmp_path / "idx"
+    _build(collection, out, bundled_clip)
+    (collection / "dog.png").rename(collection / "nested" / "puppy.png")  # rename
+    (collection / "bird.png").unlink()  # remove
+    shutil.copy(EXAMPLES / "train.png", collection / "nested" / "train again.png")  # copy of indexed content
+    Image.new("RGB", (64, 64), (20, 120, 220)).save(collection / "blue.png")  # new
+    calls = []
+    real = bundled_clip.encode_pixels
+    monkeypatch.setattr(bundled_clip, "encode_pixels", lambda x: calls.append(len(x)) or real(x))
+    report = _build(collection, out, bundled_clip)
+    assert (report.indexed, report.renamed, report.removed, report.reused) == (1, 1, 1, 1)
+    assert report.unchanged == 5 and sum(calls) == 1  # only blue.png went through the model
+    idx = ImageIndex(out, readonly=True)
+    paths = set(idx.rows())
+    assert "nested/puppy.png" in paths and "dog.png" not in paths and "bird.png" not in paths
+    hits = idx.search(image_query_vector(bundled_clip, EXAMPLES / "dog.png"), 1)
+    assert hits[0].path == "nested/puppy.png"
+    report = _build(collection, out, bundled_clip)  # nothing changed: nothing embedded
+    assert report.indexed == report.renamed == report.removed == 0 and report.unchanged == 8
+
+
+def test_model_mismatch_says_how_to_rebuild(collection, tmp_path, bundled_clip, tiny_clip_folder):
+    from demo_core.clip import ClipModel
+
+    _build(collection, tmp_path / "idx", bundled_clip)
+    tiny = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
+    with pytest.raises(IndexProblem, match=r"built with mini-clip \(128-d\).*rebuild with .*--model"):
+        _build(collection, tmp_path / "idx", tiny)
+    with pytest.raises(IndexProblem, match="--clip-model mini-clip"):
+        ImageIndex(tmp_path / "idx", readonly=True).check_model(tiny.spec.spec, tiny.embed_dim)
+
+
+@pytest.mark.parametrize("rel", ["../outside.png", "../../etc/passwd", "/etc/passwd", "nested/../../x.png",
+                                 "nested/loop/cat.png"])
+def test_paths_outside_the_collection_or_not_indexed_are_refused(collection, tmp_path, bundled_clip, rel):
+    (collection.parent / "outside.png").write_bytes((EXAMPLES / "cat.png").read_bytes())
+    _build(collection, tmp_path / "idx", bundled_clip)
+    idx = ImageIndex(tmp_path / "idx", readonly=True)
+    with pytest.raises(IndexProblem):
+        idx.safe_path(rel)
+    assert idx.safe_path("cat.png").is_file()
+
+
+def test_query_arithmetic_parsing():
+    assert [(t.weight, t.text) for t in parse_query("cat + 2:dog - grass")] == [(1, "cat"), (2, "dog"), (-1, "grass")]
+    assert [(t.weight, t.text) for t in parse_query("cat and dog")] == [(1, "cat and dog")]
+    assert [t.text for t in parse_query("t-shirt")] == ["t-shirt"]
+    with pytest.raises(InputError):
+        parse_query("  ")
+    with pytest.raises(InputError, match="positive"):
+        parse_query("- grass")
+
+
+@pytest.mark.slow
+def test_killed_build_then_rerun_is_complete_and_consistent(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(150):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(root / f"img{i:03d}.png")
+    out = tmp_path / "idx"
+    cmd = [sys.executable, str(ROOT / "index_builder"), str(root), "--out", str(out), "--model", "mini-clip",
+           "--batch-size", "4", "--workers", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "meta.sqlite").exists():
+            try:
+                n = sqlite3.connect(out / "meta.sqlite").execute("SELECT COUNT(*) FROM files").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+            if n >= 20:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < n < 150, "the build should have been killed part-way"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(out / "meta.sqlite")
+    paths = [p for (p,) in db.execute("SELECT path FROM files")]
+    assert len(paths) == len(set(paths)) == 150
+    assert db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 150
+    assert db.execute("SELECT COUNT(*) FROM files f LEFT JOIN vectors v ON v.id = f.id WHERE v.id IS NULL").fetchone()[0] == 0
+    assert "index now holds 150 images" in done.stdout
+
+
+def test_cli_exit_codes(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    missing = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(tmp_path / "nope")],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("error:")
+    assert "Traceback" not in missing.stderr
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    unwritable = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(tmp_path), "--out",
+                                 str(blocked / "idx")], capture_output=True, text=True, env=env)
+    assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
