@@ -11,8 +11,9 @@ written atomically (temp file + rename) and tagged with the database generation 
 a stale or missing one is rebuilt on open.
 
 Index type follows collection size: exact inner product (Flat) up to ``ANN_THRESHOLD`` vectors,
-HNSW above it; HNSW candidates are re-ranked exactly against the stored vectors, and the build
-records recall@10 against exact search in the manifest.
+an inverted-file index (IVF-Flat, 4·sqrt(N) lists) above it. The build measures recall@10 against
+exact search on held-aside queries and raises nprobe until it reaches ``TARGET_RECALL``; both go
+into the manifest. ANN candidates are re-ranked exactly against the stored vectors.
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ANN_THRESHOLD = int(os.environ.get("DEMO_ANN_THRESHOLD", 50_000))  # see bench/RESULTS.md
-HNSW_M = 32
-HNSW_EF_SEARCH = 128
-RERANK_FACTOR = 4  # HNSW returns k * RERANK_FACTOR candidates, re-ranked exactly
+TARGET_RECALL = 0.95
+NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
+RERANK_FACTOR = 4  # the ANN index returns k * RERANK_FACTOR candidates, re-ranked exactly
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -174,27 +175,14 @@ class ImageIndex:
         return np.asarray(ids, np.int64), np.ascontiguousarray(vecs, dtype=np.float32)
 
     # --- FAISS --------------------------------------------------------------------------------
-    def build_faiss(self, *, threshold: int = ANN_THRESHOLD, recall_queries: int = 200, seed: int = 0) -> dict:
+    def build_faiss(self, *, threshold: int = ANN_THRESHOLD) -> dict:
         """(Re)build index.faiss from the stored vectors; returns the manifest entries it set."""
         import faiss
 
         ids, vecs = self.load_vectors()
-        n, dim = vecs.shape
-        if n > threshold:
-            base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            base.hnsw.efConstruction = 80
-            kind = f"HNSW (M={HNSW_M}, efSearch={HNSW_EF_SEARCH}, exact re-rank)"
-        else:
-            base = faiss.IndexFlatIP(dim)
-            kind = "Flat (exact)"
-        index = faiss.IndexIDMap2(base)
-        if n:
-            index.add_with_ids(vecs, ids)
-        if n > threshold:
-            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        index, info = build_ann(vecs, ids, threshold=threshold)
         self._faiss, self._vectors, self._ids = index, vecs, ids
-        info = {"index_type": kind, "faiss_generation": self.manifest().get("generation", 0), "count": int(n)}
-        info["recall_at_10"] = self._recall_at_10(recall_queries, seed) if n > threshold else 1.0
+        info["faiss_generation"] = self.manifest().get("generation", 0)
         if self.readonly:
             return info  # searchable in memory; the folder is left as it was
         tmp = self.folder / "index.faiss.tmp"
@@ -203,16 +191,6 @@ class ImageIndex:
         self.set_manifest(**info)
         (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2))
         return info
-
-    def _recall_at_10(self, queries: int, seed: int) -> float:
-        rng = np.random.default_rng(seed)
-        q = self._vectors[rng.choice(len(self._vectors), min(queries, len(self._vectors)), replace=False)]
-        q = q + rng.normal(0, 0.5 / np.sqrt(q.shape[1]), q.shape).astype(np.float32)  # near, not on, a vector
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
-        exact = np.argsort(-(q @ self._vectors.T), axis=1)[:, :10]
-        exact_ids = self._ids[exact]
-        found = [set(h.id for h in self._search_vec(v, 10)) for v in q]
-        return round(float(np.mean([len(f & set(e)) / 10 for f, e in zip(found, exact_ids)])), 4)
 
     def _ensure_faiss(self) -> None:
         import faiss
@@ -225,33 +203,17 @@ class ImageIndex:
         if stale or not path.exists():
             self.build_faiss()
             return
-        self._faiss = faiss.read_index(str(path))  # keep this object alive: it owns the inner index
+        self._faiss = faiss.read_index(str(path))
+        if "nprobe" in m:
+            faiss.extract_index_ivf(self._faiss).nprobe = m["nprobe"]
         self._ids, self._vectors = self.load_vectors()
-        inner = faiss.downcast_index(self._faiss.index)
-        if isinstance(inner, faiss.IndexHNSWFlat):
-            inner.hnsw.efSearch = HNSW_EF_SEARCH
-
-    def _search_vec(self, q: np.ndarray, k: int) -> list[Hit]:
-        q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
-        import faiss
-
-        exact = isinstance(faiss.downcast_index(self._faiss.index), faiss.IndexFlat)
-        _, cand = self._faiss.search(q, k if exact else k * RERANK_FACTOR)
-        cand = [int(c) for c in cand[0] if c >= 0]
-        if not cand:
-            return []
-        # Exact re-rank of the candidates against the stored vectors.
-        rows = np.searchsorted(self._ids, cand)
-        scores = self._vectors[rows] @ q[0]
-        order = np.argsort(-scores)[:k]
-        return [Hit(cand[i], "", float(scores[i]), 0, 0) for i in order]
 
     def search(self, query: np.ndarray, k: int = 12) -> list[Hit]:
         """Top-k files by cosine similarity to a normalised query vector (D,)."""
         self._ensure_faiss()
         if self._vectors is None or len(self._vectors) == 0:
             return []
-        hits = self._search_vec(query, k)
+        hits = [Hit(i, "", sc, 0, 0) for i, sc in search_ann(self._faiss, self._vectors, self._ids, query, k)]
         meta = {i: (p, w, h) for i, p, w, h in self.db.execute(
             f"SELECT id, path, width, height FROM files WHERE id IN ({','.join('?' * len(hits))})",
             [h.id for h in hits])}
@@ -283,3 +245,73 @@ class ImageIndex:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --- FAISS, shared by ImageIndex and bench/ ---------------------------------------------------
+def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int = ANN_THRESHOLD, seed: int = 0):
+    """FAISS index over normalised `vecs` (N, D) with `ids`: Flat up to `threshold`, else IVF-Flat
+    with nprobe raised until measured recall@10 >= TARGET_RECALL. Returns (index, info)."""
+    import faiss
+
+    n, dim = vecs.shape
+    if n <= threshold:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if n:
+            index.add_with_ids(vecs, ids)
+        return index, {"index_type": "Flat (exact)", "count": int(n), "recall_at_10": 1.0}
+    nlist = int(min(65536, max(1, 4 * np.sqrt(n)), max(1, n // 39)))  # FAISS wants >= 39 points a list
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True  # the IVF index owns (and keeps alive) its quantizer
+    quantizer.this.disown()
+    rng = np.random.default_rng(seed)
+    sample = vecs[rng.choice(n, min(n, 64 * nlist), replace=False)]
+    index.train(sample)
+    index.add_with_ids(vecs, ids)
+    queries = _near_queries(vecs, 200, rng)
+    exact = _exact_top10(vecs, ids, queries)
+    recall = 0.0
+    for nprobe in NPROBES:
+        index.nprobe = nprobe
+        recall = recall_at_10(index, vecs, ids, queries, exact)
+        if recall >= TARGET_RECALL:
+            break
+    return index, {"index_type": f"IVF-Flat ({nlist} lists, nprobe {index.nprobe}, exact re-rank)",
+                   "count": int(n), "nprobe": int(index.nprobe), "recall_at_10": round(recall, 4)}
+
+
+def search_ann(index, vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Top-k (id, cosine) for one query: FAISS candidates, re-ranked exactly on the stored vectors."""
+    import faiss
+
+    q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+    exact = isinstance(faiss.downcast_index(index.index) if hasattr(index, "id_map") else index, faiss.IndexFlat)
+    _, cand = index.search(q, k if exact else k * RERANK_FACTOR)
+    cand = cand[0][cand[0] >= 0]
+    if not len(cand):
+        return []
+    scores = vecs[np.searchsorted(ids, cand)] @ q[0]  # ids are sorted: rows by binary search
+    order = np.argsort(-scores)[:k]
+    return [(int(cand[i]), float(scores[i])) for i in order]
+
+
+def _near_queries(vecs: np.ndarray, m: int, rng) -> np.ndarray:
+    """Queries near (not on) stored vectors, as real queries are."""
+    q = vecs[rng.choice(len(vecs), min(m, len(vecs)), replace=False)]
+    q = q + rng.normal(0, 0.5 / np.sqrt(q.shape[1]), q.shape).astype(np.float32)
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _exact_top10(vecs, ids, queries) -> np.ndarray:
+    k = min(10, len(vecs))
+    top = []
+    for i in range(0, len(queries), 50):
+        sims = queries[i:i + 50] @ vecs.T
+        top.append(ids[np.argpartition(-sims, k - 1, axis=1)[:, :k]])
+    return np.concatenate(top)
+
+
+def recall_at_10(index, vecs, ids, queries, exact_top10) -> float:
+    k = exact_top10.shape[1]
+    found = [set(i for i, _ in search_ann(index, vecs, ids, q, k)) for q in queries]
+    return float(np.mean([len(f & set(e)) / k for f, e in zip(found, exact_top10)]))
