@@ -77,3 +77,19 @@ def test_empty_labels_show_a_plain_error(page):
     toast.first.wait_for(timeout=30_000)
     assert toast.first.is_visible()
     assert "Traceback" not in page.content()
+
+
+def test_search_tab_finds_cats_and_more_like_this(page, tmp_path):
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#s-query textarea").fill("cat")
+    page.locator("#s-run").click()
+    first = page.locator("#s-results .caption-label, #s-results figcaption").first
+    first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#s-results .caption-label, #s-results figcaption')].length >= 3",
+        timeout=30_000)
+    captions = page.locator("#s-results .caption-label, #s-results figcaption").all_inner_texts()
+    assert "cat" in captions[0].lower(), captions[:5]
+    _screenshot(page, "search.png", tmp_path)
+    page.locator("#s-results button.thumbnail-item, #s-results .thumbnail-item").first.click()
+    page.get_by_text("more like result #1").first.wait_for(timeout=30_000)
