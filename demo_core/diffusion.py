@@ -78,10 +78,14 @@ class Schedule:
         return float(c0), float(ct)
 
 
-def q_sample(s: Schedule, x0: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
-    """Sample q(x_t | x_0) in closed form:  x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε."""
-    ab = float(s.alpha_bars[t])
-    return math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+def q_sample(s: Schedule, x0: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Sample q(x_t | x_0) in closed form:  x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε.
+
+    `t` is one timestep, or a (B,) tensor of timesteps for a batch x0 of shape (B, …)."""
+    ab = s.alpha_bars[t].to(x0.dtype)
+    if ab.ndim:
+        ab = ab.view(-1, *([1] * (x0.ndim - 1)))  # (B, 1, 1, 1): one ᾱ_t per sample
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
 def predict_x0(s: Schedule, x_t: torch.Tensor, t: int, eps_hat: torch.Tensor) -> torch.Tensor:

@@ -252,13 +252,16 @@ def sample_caption(record: dict, rng: random.Random) -> str:
     return template.format(phrase if template == "{}" or "emoji" in template[2:] else _article(phrase))
 
 
-def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generator) -> torch.Tensor:
-    """Composite RGBA glyphs (B, 4, S, S) onto random backgrounds with random scale, rotation
-    and position. Returns RGB images (B, 3, out_size, out_size) in [0, 1]."""
+def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generator, *,
+                  scale_range: tuple[float, float] = (0.55, 1.05), max_angle: float = 25.0,
+                  background: str = "random") -> torch.Tensor:
+    """Composite RGBA glyphs (B, 4, S, S) onto backgrounds with random scale, rotation and
+    position. ``background`` is "random" (solid or gradient colours) or "white". Returns RGB
+    images (B, 3, out_size, out_size) in [0, 1]."""
     b = glyphs.shape[0]
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=generator)  # noqa: E731
-    scale = u(0.55, 1.05)  # glyph size as a fraction of the frame
-    angle = u(-25, 25) * math.pi / 180
+    scale = u(*scale_range)  # glyph size as a fraction of the frame
+    angle = u(-max_angle, max_angle) * math.pi / 180
     room = (1 - scale).clamp(min=0)
     tx, ty = u(-1, 1) * room, u(-1, 1) * room
     # affine_grid maps output coords to input coords, so the inverse transform goes here.
@@ -281,6 +284,8 @@ def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generato
     ramp = torch.where(vertical, ramp, ramp.transpose(2, 3))
     gradient = torch.rand(b, 1, 1, 1, generator=generator) < 0.4
     bg = torch.where(gradient, c1 * (1 - ramp) + c2 * ramp, c1.expand(-1, -1, out_size, out_size))
+    if background == "white":  # the random draws above still happen, so streams stay aligned
+        bg = torch.ones_like(bg)
     return (rgb + (1 - alpha) * bg).clamp(0, 1)  # `rgb` is premultiplied by alpha
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 
 from .contrastive import MAX_LOG_SCALE, contrastive_loss
 from .emoji_data import EmojiData, augment_batch, sample_caption
+from .training import lr_at, save_checkpoint
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -86,13 +86,6 @@ def build_model(cfg: MiniClipConfig):
     return CLIP(**cfg.open_clip_cfg(), output_dict=True)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))
-
-
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -118,13 +111,6 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig):
     rng = random.Random(cfg.seed * 1_000_003 + step)
     captions = [sample_caption(data.records[i], rng) for i in idx.tolist()]
     return normalize(images), tokenizer(captions)
-
-
-def save_checkpoint(path: Path, model, opt, step: int, cfg: TrainConfig, log: list) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "config": asdict(cfg), "log": log}, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a broken checkpoint
 
 
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
@@ -190,7 +176,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
             log.append(entry)
             print(json.dumps(entry), flush=True)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, model, opt, step, cfg, log)
+            save_checkpoint(ckpt, step, cfg, log, model=model, opt=opt)
     summary = {"steps": step, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
                "final_loss": log[-1]["loss"] if log else None, "train_emoji": len(data)}
     (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
