@@ -12,6 +12,8 @@ import gradio as gr
 
 from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_labels, parse_templates
 from demo_core.device import pick_device
+from demo_core.diffusion import Schedule
+from demo_core import forward_view
 from demo_core.images import ImageError, load_image
 from demo_core.registry import ASSETS, resolve_clip_spec
 from demo_core.retrieval import ImageIndex, IndexProblem
@@ -112,6 +114,31 @@ class Lab:
         items, ids = self._gallery(idx, idx.search(vec, int(k)))
         return items, f"{len(items)} images nearest to the uploaded one, from {index_name}", ids
 
+    # --- diffusion: forward explorer ------------------------------------------------------------
+    def forward(self, image, t: int, schedule: str, T: int, seed: int = 0):
+        """x_t of the image at step t, strips over t for both schedules, and the schedule curves."""
+        try:
+            pil = load_image(_file_path(image))
+        except ImageError as e:
+            raise gr.Error(str(e)) from None
+        T = int(T)
+        if not 2 <= T <= 10_000:
+            raise gr.Error("T must be between 2 and 10000.")
+        t = max(0, min(int(t), T))
+        try:
+            s = Schedule.make(schedule, T)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+        x0 = forward_view.to_model_range(pil)
+        xt = forward_view.to_image(forward_view.noisy(x0, s, t, int(seed)))
+        ab = float(s.alpha_bars[t])
+        info = (f"**{schedule}**, T = {T}, t = {t}: ᾱ_t = {ab:.4f} · signal √ᾱ_t = {ab ** 0.5:.3f} · "
+                f"noise √(1−ᾱ_t) = {(1 - ab) ** 0.5:.3f}" + (f" · SNR = {ab / (1 - ab):.3g}" if t else ""))
+        lin = forward_view.strip(x0, Schedule.make("linear", T), int(seed))
+        cos = forward_view.strip(x0, Schedule.make("cosine", T), int(seed))
+        curves, snr = _forward_plots(T)
+        return xt, info, lin, cos, curves, snr
+
     def more_like(self, ids: list[int], index_name: str, k: int, evt: gr.SelectData):
         """Clicking a result searches with that image's stored vector ("more like this")."""
         if not ids or evt.index is None or evt.index >= len(ids):
@@ -147,6 +174,23 @@ class Lab:
         if notes:
             details += "\n\n" + " ".join(notes)
         return {res.labels[i]: res.probs[i] for i in order}, rows, details
+
+
+FORWARD_FORMULA = r"""
+**Forward process** (closed form): $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\quad
+\epsilon\sim\mathcal N(0, I),\quad \bar\alpha_t=\prod_{i=1}^{t}(1-\beta_i)$$
+Linear: $\beta_t$ from $10^{-4}$ to $0.02$. Cosine (Nichol & Dhariwal): $\bar\alpha(t)=\cos^2\!\big(\tfrac{t/T+s}{1+s}\tfrac{\pi}{2}\big)$,
+$s=0.008$, $\beta_t\le 0.999$. Note the square root on the noise term: some slides write $(1-\bar\alpha_t)\epsilon$,
+which would add too little noise. SNR$(t)=\bar\alpha_t/(1-\bar\alpha_t)$.
+"""
+
+
+def _forward_plots(T: int):
+    import pandas as pd
+
+    df = pd.DataFrame(forward_view.curves(int(T)))
+    snr = df["curve"].str.startswith("log10")
+    return df[~snr], df[snr]
 
 
 def _file_path(value):
@@ -210,6 +254,34 @@ def build_demo(lab: Lab) -> gr.Blocks:
             image_btn.click(lab.search_image, [qimage, index_pick, k], [results, s_details, hit_ids],
                             api_name="search_image", preprocess=False)
             results.select(lab.more_like, [hit_ids, index_pick, k], [results, s_details, hit_ids], api_visibility="private")
+        with gr.Tab("Diffusion step by step", id="diffusion"):
+            gr.Markdown("### Forward process: watch noise destroy an image\nPick an image, then drag *t*.")
+            with gr.Row():
+                with gr.Column(scale=2):
+                    f_image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
+                                       value=str(EXAMPLES / "cat.png") if (EXAMPLES / "cat.png").exists() else None,
+                                       elem_id="f-image", height=256)
+                    f_sched = gr.Radio(["linear", "cosine"], value="linear", label="Schedule")
+                    f_T = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
+                    f_t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="f-t")
+                    f_run = gr.Button("Show x_t", variant="primary", elem_id="f-run")
+                with gr.Column(scale=2):
+                    f_xt = gr.Image(label="x_t", interactive=False, elem_id="f-xt", height=256)
+                    f_info = gr.Markdown(elem_id="f-info")
+                    gr.Markdown(FORWARD_FORMULA, latex_delimiters=LATEX)
+            f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height="auto", elem_id="f-lin")
+            f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height="auto", elem_id="f-cos")
+            with gr.Row():
+                f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", height=300)
+                f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", height=300)
+            f_inputs = [f_image, f_t, f_sched, f_T]
+            f_outputs = [f_xt, f_info, f_lin, f_cos, f_plot, f_snr]
+            f_run.click(lab.forward, f_inputs, f_outputs, api_name="forward", preprocess=False)
+            f_t.release(lab.forward, f_inputs, f_outputs, api_visibility="private", preprocess=False)
+            f_sched.change(lab.forward, f_inputs, f_outputs, api_visibility="private", preprocess=False)
+            f_T.release(lambda T, t: gr.Slider(maximum=int(T), value=min(int(t), int(T))), [f_T, f_t], f_t,
+                        api_visibility="private").then(lab.forward, f_inputs, f_outputs, api_visibility="private",
+                                                       preprocess=False)
     return demo
 
 

@@ -88,3 +88,35 @@ def test_one_label_duplicates_and_500_labels_answer(client):
     label, table, _ = _classify(client, EXAMPLES / "cat.png", labels=many)
     assert len(table["data"]) == 500
     assert sum(c["confidence"] for c in label["confidences"]) <= 1.0 + 1e-6
+
+
+def _forward(client, image, t=250, schedule="linear", T=1000):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(image)) if image else None, t, schedule, T, api_name="/forward")
+
+
+def test_forward_endpoint_noises_the_image_by_the_closed_form(client):
+    import numpy as np
+    from PIL import Image
+
+    xt, info, lin, cos, *_ = _forward(client, EXAMPLES / "cat.png", t=0)
+    x0 = np.asarray(Image.open(xt), dtype=np.float32)
+    assert "ᾱ_t = 1.0000" in info
+    xt, info, lin, cos, *_ = _forward(client, EXAMPLES / "cat.png", t=1000)
+    noise = np.asarray(Image.open(xt), dtype=np.float32)
+    assert np.abs(noise - x0).mean() > 40  # at t = T almost nothing of the image is left
+    assert len(lin) == len(cos) == 7
+    _, info, *_ = _forward(client, EXAMPLES / "cat.png", t=500, schedule="cosine")
+    assert "cosine" in info and "signal √ᾱ_t = 0.7" in info  # cosine keeps more signal at T/2 than linear
+
+
+def test_forward_endpoint_bad_and_huge_images_give_plain_messages(client, tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("not a picture")
+    with pytest.raises(Exception) as e:
+        _forward(client, p)
+    assert "not an image" in str(e.value)
+    with pytest.raises(Exception) as e:
+        _forward(client, bomb_png(tmp_path / "bomb.png"))
+    assert "40000×40000" in str(e.value)

@@ -1,0 +1,64 @@
+"""What the forward-diffusion explorer shows: x_t of an image, a strip over t, schedule curves.
+
+Everything here calls ``diffusion.q_sample`` and the ``Schedule``: the picture is the formula
+x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε, with one fixed ε per seed so that moving t shows the same noise
+growing, not a new draw each time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .diffusion import Schedule, q_sample
+
+DISPLAY_SIZE = 256
+STRIP_FRACTIONS = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def to_model_range(image: Image.Image, size: int = DISPLAY_SIZE) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) in [-1, 1], the longest side at most `size` (aspect kept)."""
+    im = image.copy()
+    im.thumbnail((size, size), Image.LANCZOS)
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
+    return x.permute(2, 0, 1)
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] (clipped) -> PIL RGB."""
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(arr)
+
+
+def noisy(x0: torch.Tensor, s: Schedule, t: int, seed: int = 0) -> torch.Tensor:
+    """x_t for t in 0..T (t = 0 is the image itself), with the seed's fixed ε."""
+    if t <= 0:
+        return x0
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    return q_sample(s, x0, min(t, s.T), eps)
+
+
+def strip(x0: torch.Tensor, s: Schedule, seed: int = 0, fractions=STRIP_FRACTIONS) -> list[tuple[Image.Image, str]]:
+    """x_t at fixed fractions of T, captioned with t and √ᾱ_t."""
+    out = []
+    for f in fractions:
+        t = round(f * s.T)
+        signal = float(s.alpha_bars[t].sqrt())
+        out.append((to_image(noisy(x0, s, t, seed)), f"{s.name} t={t}  √ᾱ={signal:.2f}"))
+    return out
+
+
+def curves(T: int) -> list[dict]:
+    """Rows (t, curve, value, schedule) for ᾱ_t, √ᾱ_t (signal), √(1−ᾱ_t) (noise) and log10 SNR(t)."""
+    rows = []
+    step = max(1, T // 200)  # ~200 points a curve is plenty for a plot
+    for name in ("linear", "cosine"):
+        s = Schedule.make(name, T)
+        ab = s.alpha_bars[1:].numpy()
+        snr = np.log10(s.snr().numpy())
+        for i in range(0, T, step):
+            t = i + 1
+            for curve, v in (("ᾱ_t", ab[i]), ("signal √ᾱ_t", np.sqrt(ab[i])), ("noise √(1−ᾱ_t)", np.sqrt(1 - ab[i])),
+                             ("log10 SNR(t)", snr[i])):
+                rows.append({"t": t, "curve": f"{curve} ({name})", "value": float(v), "schedule": name})
+    return rows
