@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -14,6 +17,8 @@ from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_label
 from demo_core.device import pick_device
 from demo_core.diffusion import Schedule
 from demo_core import forward_view
+from demo_core.ddpm_models import available_ddpms, hub_note, load_ddpm
+from demo_core.reverse_view import ReverseRun, run_reverse
 from demo_core.images import ImageError, load_image
 from demo_core.registry import ASSETS, resolve_clip_spec
 from demo_core.retrieval import ImageIndex, IndexProblem
@@ -54,6 +59,8 @@ class Lab:
         for folder in indexes or []:
             self.index_folders[str(folder)] = Path(folder)
         self._indexes: dict[str, ImageIndex] = {}
+        self._ddpms: dict = {}
+        self._stop: dict[str, threading.Event] = {}
 
     # --- search -----------------------------------------------------------------------------
     def index(self, name: str) -> ImageIndex:
@@ -138,6 +145,81 @@ class Lab:
         cos = forward_view.strip(x0, Schedule.make("cosine", T), int(seed))
         curves, snr = _forward_plots(T)
         return xt, info, lin, cos, curves, snr
+
+    # --- diffusion: reverse process ---------------------------------------------------------------
+    def _ddpm(self, name: str):
+        if name not in self._ddpms:
+            try:
+                self._ddpms[name] = load_ddpm(name, self.device)
+            except ValueError as e:
+                raise gr.Error(str(e)) from None
+        return self._ddpms[name]
+
+    def stop(self, request: gr.Request):
+        """The Stop button: the running sampler ends after its current step and keeps its frames."""
+        self._stop.setdefault(request.session_hash or "api", threading.Event()).set()
+
+    def sample(self, model_name: str, sampler: str, ddim_steps: int, eta: float, seed: int, n: int,
+               request: gr.Request = None):
+        """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed)."""
+        model = self._ddpm(model_name)
+        key = (request.session_hash if request else None) or "api"
+        stop = self._stop.setdefault(key, threading.Event())
+        stop.clear()
+        names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
+        runs = {nm: ReverseRun(nm) for nm in names}
+        gens = {nm: run_reverse(model, nm, seed=int(seed), n=int(n), ddim_steps=int(ddim_steps), eta=float(eta),
+                                run=runs[nm]) for nm in names}
+        note = hub_note(model)
+        if note:
+            gr.Info(note)
+        last = {nm: None for nm in names}
+        t0, shown = time.time(), 0.0
+        lead = names[0]  # DDPM leads; DDIM advances when its fraction done lags behind
+        try:
+            for frame in gens[lead]:
+                last[lead] = frame
+                if len(names) == 2:
+                    other = names[1]
+                    while last[other] is None or (last[other].step.index + 1) / last[other].step.total < \
+                            (frame.step.index + 1) / frame.step.total:
+                        nxt = next(gens[other], None)
+                        if nxt is None:
+                            break
+                        last[other] = nxt
+                done = frame.step.index + 1 == frame.step.total
+                if stop.is_set() or done or time.time() - shown > 0.15:
+                    shown = time.time()
+                    yield self._reverse_outputs(last, names, t0, final=False)
+                if stop.is_set():
+                    break
+        finally:
+            for g in gens.values():
+                g.close()
+        yield self._reverse_outputs(last, names, t0, final=True, runs=runs, stopped=stop.is_set())
+
+    def _reverse_outputs(self, last, names, t0, *, final, runs=None, stopped=False):
+        a = last[names[0]]
+        b = last[names[1]] if len(names) == 2 else None
+        lines = []
+        for nm in names:
+            fr = last[nm]
+            if fr is not None:
+                lines.append(f"**{nm}**: t = {fr.step.t}, step {fr.step.index + 1} of {fr.step.total}")
+        status = " · ".join(lines) + f" · {time.time() - t0:.1f} s"
+        if final:
+            status = ("⏹ stopped, frames so far kept · " if stopped else "✅ done · ") + status
+        strip, gif = gr.skip(), gr.skip()
+        if final and runs:
+            strip = [(im, f"{nm} t={t}") for nm in names for t, im in runs[nm].kept]
+            data = runs[names[0]].gif()
+            if data:
+                f = tempfile.NamedTemporaryFile(prefix="reverse-", suffix=".gif", delete=False)
+                f.write(data)
+                f.close()
+                gif = f.name
+        return (a.x_t if a else None, a.eps_hat if a else None, a.x0_hat if a else None,
+                b.x_t if b else None, b.eps_hat if b else None, b.x0_hat if b else None, status, strip, gif)
 
     def more_like(self, ids: list[int], index_name: str, k: int, evt: gr.SelectData):
         """Clicking a result searches with that image's stored vector ("more like this")."""
@@ -269,8 +351,8 @@ def build_demo(lab: Lab) -> gr.Blocks:
                     f_xt = gr.Image(label="x_t", interactive=False, elem_id="f-xt", height=256)
                     f_info = gr.Markdown(elem_id="f-info")
                     gr.Markdown(FORWARD_FORMULA, latex_delimiters=LATEX)
-            f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height="auto", elem_id="f-lin")
-            f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height="auto", elem_id="f-cos")
+            f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
+            f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
             with gr.Row():
                 f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", height=300)
                 f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", height=300)
@@ -282,6 +364,36 @@ def build_demo(lab: Lab) -> gr.Blocks:
             f_T.release(lambda T, t: gr.Slider(maximum=int(T), value=min(int(t), int(T))), [f_T, f_t], f_t,
                         api_visibility="private").then(lab.forward, f_inputs, f_outputs, api_visibility="private",
                                                        preprocess=False)
+            gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n"
+                        "DDPM runs Algorithm 2 for t = T … 1; DDIM takes a shorter, deterministic path (η = 0). "
+                        "Each step the model predicts the noise ε̂; from it follow the clean estimate x̂₀ and x_{t−1}.")
+            models = available_ddpms()
+            with gr.Row():
+                r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2)
+                r_sampler = gr.Radio(["DDPM", "DDIM", "DDPM vs DDIM"], value="DDIM", label="Sampler", scale=2)
+                r_steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
+                r_eta = gr.Slider(0, 1, value=0, step=0.1, label="DDIM η", scale=1)
+                r_seed = gr.Number(0, precision=0, label="Seed", scale=1)
+                r_n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
+            with gr.Row():
+                r_run = gr.Button("Sample", variant="primary", elem_id="r-run")
+                r_stop = gr.Button("Stop", variant="stop", elem_id="r-stop")
+            r_status = gr.Markdown(elem_id="r-status")
+            with gr.Row():
+                r_xt = gr.Image(label="x_t (first sampler)", interactive=False, elem_id="r-xt")
+                r_eps = gr.Image(label="predicted noise ε̂", interactive=False)
+                r_x0 = gr.Image(label="predicted clean x̂₀", interactive=False)
+            with gr.Row():
+                r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False)
+                r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False)
+                r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False)
+            r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
+                                 elem_id="r-strip")
+            r_gif = gr.File(label="Download the run as a GIF")
+            run_event = r_run.click(lab.sample, [r_model, r_sampler, r_steps, r_eta, r_seed, r_n],
+                                    [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif],
+                                    api_name="sample")
+            r_stop.click(lab.stop, None, None, api_visibility="private")
     return demo
 
 

@@ -1,0 +1,87 @@
+"""Unconditional DDPM image models, loaded by spec through diffusers' ``from_pretrained``.
+
+A spec is a bundled name (``emoji-ddpm`` = assets/models/emoji-ddpm), a local folder in diffusers'
+pipeline format, or a hub id such as ``google/ddpm-cifar10-32``. The bundled model goes through
+the same ``DDPMPipeline.from_pretrained`` call as the hub one. Only the UNet and the training
+schedule's length are used: the sampling math is ours (``diffusion``, ``samplers``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .device import DeviceChoice, pick_device
+from .registry import ASSETS, hub_offline, hub_offline_mode
+
+BUNDLED_DDPMS = {"emoji-ddpm": ASSETS / "models" / "emoji-ddpm"}
+HUB_DDPMS = ("google/ddpm-cifar10-32",)
+
+
+@dataclass
+class DdpmModel:
+    unet: torch.nn.Module
+    T: int
+    schedule: str  # "linear" or "cosine", from the scheduler config it was trained with
+    sample_size: int
+    channels: int
+    spec: str
+    device: DeviceChoice
+
+    @property
+    def display(self) -> str:
+        return f"{self.spec} (bundled)" if self.spec in BUNDLED_DDPMS else self.spec
+
+    def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """ε̂(x_t, t) with the slides' t (1..T); diffusers' UNets count k = t − 1."""
+        k = torch.full((x.shape[0],), t - 1, device=self.device.device, dtype=torch.long)
+        out = self.unet(x.to(self.device.device, self.device.dtype), k).sample
+        return out.to(x.dtype).to(x.device)
+
+
+def available_ddpms() -> list[str]:
+    """Bundled models that are present, then the hub ones (usable when cached or online)."""
+    return [n for n, p in BUNDLED_DDPMS.items() if (p / "model_index.json").exists()] + list(HUB_DDPMS)
+
+
+def load_ddpm(spec: str, device: str | DeviceChoice | None = None) -> DdpmModel:
+    """Load a DDPM by spec. Raises ValueError with a plain sentence when it cannot be had."""
+    from diffusers import DDPMPipeline
+
+    dev = device if isinstance(device, DeviceChoice) else pick_device(device)
+    path = BUNDLED_DDPMS.get(spec, Path(spec))
+    source = str(path) if Path(path).is_dir() else spec
+    local = Path(path).is_dir()
+    try:
+        if local:
+            pipe = DDPMPipeline.from_pretrained(source)
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = isinstance(try_to_load_from_cache(spec, "model_index.json"), str)
+            if not cached and hub_offline():
+                raise ValueError(f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.")
+            if cached:
+                with hub_offline_mode():
+                    pipe = DDPMPipeline.from_pretrained(spec)
+            else:
+                pipe = DDPMPipeline.from_pretrained(spec)
+    except ValueError:
+        raise
+    except Exception as e:  # network errors, missing files, bad folders: one sentence for the user
+        raise ValueError(f"Could not load the DDPM '{spec}': {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    unet = pipe.unet.to(dev.device, dev.dtype).eval()
+    cfg = pipe.scheduler.config
+    schedule = "cosine" if cfg.get("beta_schedule") == "squaredcos_cap_v2" else "linear"
+    size = unet.config.sample_size
+    size = size if isinstance(size, int) else size[0]
+    return DdpmModel(unet, int(cfg.num_train_timesteps), schedule, int(size), int(unet.config.in_channels), spec, dev)
+
+
+def hub_note(model: DdpmModel) -> str:
+    """A line for the UI: hub DDPMs are slow on a CPU."""
+    if model.spec not in BUNDLED_DDPMS and model.device.device.type == "cpu":
+        return "This model runs 1000 UNet steps per image; on a CPU that takes minutes: a GPU is recommended."
+    return ""
+
