@@ -93,3 +93,14 @@ def test_search_tab_finds_cats_and_more_like_this(page, tmp_path):
     _screenshot(page, "search.png", tmp_path)
     page.locator("#s-results button.thumbnail-item, #s-results .thumbnail-item").first.click()
     page.get_by_text("more like result #1").first.wait_for(timeout=30_000)
+
+
+def test_diffusion_tab_forward_explorer(page, tmp_path):
+    page.get_by_role("tab", name="Diffusion step by step").click()
+    page.locator("#f-run").click()
+    page.wait_for_function("document.querySelector('#f-info') && "
+                           "document.querySelector('#f-info').innerText.includes('ᾱ_t')", timeout=30_000)
+    info = page.locator("#f-info").inner_text()
+    assert "t = 250" in info and "linear" in info
+    page.get_by_text("cosine schedule: x_t across t").first.wait_for(timeout=10_000)
+    _screenshot(page, "diffusion.png", tmp_path)
