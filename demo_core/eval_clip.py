@@ -5,7 +5,7 @@
 Reports:
 - zero-shot top-1 over the everyday concepts in ``emoji_data.EVAL_CONCEPTS`` (cat, dog, car, tree,
   …): each held-out emoji whose name holds exactly one concept word is classified among all of
-  them, with the bare label, a single template ("a photo of a {}.") and the ensemble of
+  them, with the bare label, a single template ("a photo of a {}") and the ensemble of
   ``clip.DEFAULT_TEMPLATES``;
 - text->image retrieval R@1 / R@5 over all held-out emoji: the query is the emoji's name, the
   gallery is one render of every held-out emoji.

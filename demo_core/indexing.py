@@ -178,6 +178,7 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
         index.set_manifest(last_build={"indexed": report.indexed, "reused": report.reused, "renamed": report.renamed,
                                        "unchanged": report.unchanged, "removed": report.removed,
                                        "skipped": len(report.skipped)})
+        index.write_manifest_json()
     finally:
         index.close()
     report.seconds = time.time() - t0

@@ -189,8 +189,11 @@ class ImageIndex:
         faiss.write_index(index, str(tmp))
         os.replace(tmp, self.folder / "index.faiss")
         self.set_manifest(**info)
-        (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2))
+        self.write_manifest_json()
         return info
+
+    def write_manifest_json(self) -> None:
+        (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
 
     def _ensure_faiss(self) -> None:
         import faiss

@@ -32,7 +32,7 @@ def client():
         demo.close()
 
 
-def _classify(client, image, labels="cat, dog, car", templates="a photo of a {}.", ensemble=True):
+def _classify(client, image, labels="cat, dog, car", templates="a photo of a {}", ensemble=True):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(image)) if image else None, labels, templates, ensemble,

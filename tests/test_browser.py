@@ -41,7 +41,8 @@ def page(app_url, tmp_path_factory):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.goto(app_url, wait_until="networkidle")
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_selector("#status-line", timeout=60_000)
         yield pg
         browser.close()
 

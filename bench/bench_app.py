@@ -1,0 +1,92 @@
+"""End-to-end latencies of the app's main actions, called the way the UI calls them (Lab methods).
+
+    python bench/bench_app.py [--repeats 30] [--out bench/app.json]
+
+- classify: zero-shot on the cat example with 5 labels (label embeddings cached after the first call);
+- search: text query on the bundled gallery: encode + FAISS search + thumbnails (thumbnails cached
+  after the first call), 12 results;
+- forward: x_t at one t plus both strips and the curves (the forward explorer's click);
+- reverse (emoji DDPM, when bundled): time per UNet step, DDIM-50 vs DDPM-1000 wall time, and time
+  from the call to the first streamed frame.
+Cold = first call; warm = median of the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import app  # noqa: E402
+
+
+def timed(fn, repeats: int) -> dict:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    warm = sorted(times[1:]) or times
+    return {"cold_ms": round(times[0], 1), "warm_p50_ms": round(statistics.median(warm), 1),
+            "warm_p95_ms": round(warm[int(0.95 * (len(warm) - 1))], 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    lab = app.Lab("mini-clip", "cpu")
+    cat = str(app.EXAMPLES / "cat.png")
+    rows = {"classify": timed(lambda: lab.classify(cat, "cat, dog, car, tree, pizza", "a photo of a {}", True),
+                              args.repeats)}
+    if lab.index_folders:
+        name = next(iter(lab.index_folders))
+        queries = iter(["cat", "dog", "a red car", "tree", "astronaut", "coffee cup"] * args.repeats)
+        rows["search"] = timed(lambda: lab.search(next(queries), name, 12), args.repeats)
+    rows["forward"] = timed(lambda: lab.forward(cat, 250, "linear", 1000), max(5, args.repeats // 3))
+    if "emoji-ddpm" in app.available_ddpms():
+        import torch
+
+        from demo_core.ddpm_models import load_ddpm
+        from demo_core.reverse_view import run_reverse
+
+        m = load_ddpm("emoji-ddpm", "cpu")
+        x = torch.randn(4, 3, m.sample_size, m.sample_size)
+        step = timed(lambda: m.eps(x, 500), 20)
+        rows["ddpm_unet_step_batch4"] = step
+        t = time.perf_counter()
+        gen = lab.sample("emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
+        next(gen)
+        first = (time.perf_counter() - t) * 1000
+        gen.close()
+        t = time.perf_counter()
+        for _ in run_reverse(m, "DDIM", n=4, ddim_steps=50):
+            pass
+        ddim = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in run_reverse(m, "DDPM", n=4):
+            pass
+        ddpm = time.perf_counter() - t
+        rows["reverse"] = {"click_to_first_frame_ms": round(first, 1), "ddim50_s": round(ddim, 2),
+                           "ddpm1000_s": round(ddpm, 2), "ddim50_over_ddpm1000": round(ddim / ddpm, 4)}
+    import torch
+
+    meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "date": time.strftime("%Y-%m-%d"),
+            "model": lab.clip.name}
+    print(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
