@@ -135,6 +135,12 @@ class ClipModel:
         return self.spec.display
 
     @property
+    def image_size(self) -> int:
+        """The square input side the image tower expects (224 for ViT-B-32, 64 for mini-clip)."""
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp().item())
 

@@ -48,8 +48,11 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_image(source, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(source, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Open an image path, bytes or PIL image as 8-bit RGB, upright per its EXIF orientation.
+
+    ``draft_size``: the caller will shrink the image to about this many pixels a side anyway, so a
+    JPEG may be decoded at 1/2, 1/4 or 1/8 scale (never below draft_size): far less decoding work.
 
     Raises:
         ImageError: no image given, not an image, unreadable/truncated, or too many pixels.
@@ -80,8 +83,23 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if w == 0 or h == 0:
         raise ImageError("The image is empty (0 pixels wide or high).")
     try:
+        if draft_size and im.format == "JPEG":
+            im.draft("RGB", (draft_size, draft_size))
         im.load()
         im = ImageOps.exif_transpose(im) or im
         return _to_rgb(im)
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
         raise ImageError(f"The image file is damaged or incomplete and could not be decoded ({e}).") from None
+
+
+def header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as stored, read from the header only (EXIF rotation applied)."""
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("That file is not an image this app can read (try PNG, JPEG or WebP).") from None
+    except OSError as e:
+        raise ImageError(f"The image file is damaged or incomplete and could not be read ({e}).") from None
+    w, h = im.size
+    orientation = im.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

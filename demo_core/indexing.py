@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .images import ImageError, load_image
+from .images import ImageError, header_size, load_image
 from .retrieval import ImageIndex, IndexProblem, now_iso
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -150,15 +150,16 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
                         continue
                     vec = index.vector_of(sha)
                     try:
-                        im = load_image(payload)
+                        size = header_size(payload)
+                        im = None if vec is not None else load_image(payload, draft_size=clip.image_size)
                     except ImageError as e:
                         report.skipped.append((f.rel, str(e)))
                         continue
                     if vec is not None:  # a copy of indexed content
-                        index.add([(f.rel, f.size, f.mtime, sha, im.width, im.height)], vec[None])
+                        index.add([(f.rel, f.size, f.mtime, sha, *size)], vec[None])
                         report.reused += 1
                         continue
-                    to_embed.append((f.rel, f.size, f.mtime, sha, im.width, im.height))
+                    to_embed.append((f.rel, f.size, f.mtime, sha, *size))
                     images.append(im)
                 if images:
                     pixels = list(pool.map(clip.preprocess, images))
