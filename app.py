@@ -389,7 +389,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False)
             r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
                                  elem_id="r-strip")
-            r_gif = gr.File(label="Download the run as a GIF")
+            r_gif = gr.File(label="Download the run as a GIF", height=80)
             run_event = r_run.click(lab.sample, [r_model, r_sampler, r_steps, r_eta, r_seed, r_n],
                                     [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif],
                                     api_name="sample")

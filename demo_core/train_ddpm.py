@@ -135,6 +135,19 @@ def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = Non
     return summary
 
 
+def export_checkpoint(run_dir: str, export: str) -> dict:
+    """Export the run's latest checkpoint (e.g. of an unfinished run) as a DDPMPipeline folder."""
+    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    cfg = DdpmConfig(**{**state["config"], "block_out_channels": tuple(state["config"]["block_out_channels"])})
+    ema = build_unet(cfg)
+    ema.load_state_dict(state["ema"])
+    log = state["log"]
+    summary = {"steps": state["step"], "of_steps": cfg.steps, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
+               "final_loss_ema100": log[-1]["loss"] if log else None}
+    export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.train_ddpm", **summary, "config": asdict(cfg)})
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo_core.train_ddpm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji")
@@ -144,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=DdpmConfig.batch_size)
     ap.add_argument("--seed", type=int, default=DdpmConfig.seed)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--export-only", action="store_true",
+                    help="do not train: export the run's latest checkpoint to --export")
     args = ap.parse_args(argv)
+    if args.export_only:
+        if not args.export:
+            ap.error("--export-only needs --export DIR")
+        print(json.dumps(export_checkpoint(args.run, args.export)))
+        return 0
     cfg = DdpmConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     try:
         summary = train(args.data, args.run, cfg, export=args.export, threads=args.threads)

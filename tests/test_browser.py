@@ -71,15 +71,6 @@ def test_zero_shot_tab_labels_the_cat_example(page, tmp_path):
     _screenshot(page, "zero-shot.png", tmp_path)
 
 
-def test_empty_labels_show_a_plain_error(page):
-    page.locator("#zs-labels textarea").fill("  ")
-    page.locator("#zs-run").click()
-    toast = page.get_by_text("Type at least one label")
-    toast.first.wait_for(timeout=30_000)
-    assert toast.first.is_visible()
-    assert "Traceback" not in page.content()
-
-
 def test_search_tab_finds_cats_and_more_like_this(page, tmp_path):
     page.get_by_role("tab", name="Search").click()
     page.locator("#s-query textarea").fill("cat")
@@ -105,3 +96,14 @@ def test_diffusion_tab_forward_explorer(page, tmp_path):
     assert "t = 250" in info and "linear" in info
     page.get_by_text("cosine schedule: x_t across t").first.wait_for(timeout=10_000)
     _screenshot(page, "diffusion.png", tmp_path)
+
+
+def test_empty_labels_show_a_plain_error(page):
+    # Last in the file: its error toast would otherwise sit on the other tabs' screenshots.
+    page.get_by_role("tab", name="Zero-shot labels").click()
+    page.locator("#zs-labels textarea").fill("  ")
+    page.locator("#zs-run").click()
+    toast = page.get_by_text("Type at least one label")
+    toast.first.wait_for(timeout=30_000)
+    assert toast.first.is_visible()
+    assert "Traceback" not in page.content()
