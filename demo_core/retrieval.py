@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class ImageIndex:
         else:  # rollback journal: every `with self.db:` block is all-or-nothing on disk
             self.db = sqlite3.connect(db_path, check_same_thread=False)
             self.db.executescript(SCHEMA)
+        self._lock = threading.RLock()  # the app searches from several worker threads
         self._faiss = None
         self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
         self._ids: np.ndarray | None = None
@@ -215,6 +217,10 @@ class ImageIndex:
 
     def search(self, query: np.ndarray, k: int = 12) -> list[Hit]:
         """Top-k files by cosine similarity to a normalised query vector (D,)."""
+        with self._lock:
+            return self._search(query, k)
+
+    def _search(self, query: np.ndarray, k: int) -> list[Hit]:
         self._ensure_faiss()
         if self._vectors is None or len(self._vectors) == 0:
             return []
