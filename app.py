@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-first: no analytics calls
+
 import gradio as gr
 
 from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_labels, parse_templates
@@ -20,12 +22,14 @@ from demo_core import forward_view
 from demo_core.ddpm_models import available_ddpms, hub_note, load_ddpm
 from demo_core.reverse_view import ReverseRun, run_reverse
 from demo_core.images import ImageError, load_image
+from demo_core.indexing import build_index
 from demo_core.registry import ASSETS, resolve_clip_spec
 from demo_core.retrieval import ImageIndex, IndexProblem
 from demo_core.search import image_query_vector, parse_query, text_query_vector, thumbnail
 
 EXAMPLES = ASSETS / "examples"
 BUNDLED_INDEX = ASSETS / "gallery" / "index"
+BUNDLED_GALLERY = ASSETS / "gallery" / "images"
 ZERO_SHOT_EXAMPLES = [
     ("cat.png", "cat, dog, car, tree, pizza"),
     ("dog.png", "cat, dog, bird, fish"),
@@ -36,7 +40,7 @@ ZERO_SHOT_EXAMPLES = [
 ]
 FORMULA = r"""
 **What it computes** (the lecture's *create dataset classifier from label text*):
-each label becomes prompts from the templates, e.g. `a photo of a {label}.`; their text embeddings
+each label becomes prompts from the templates, e.g. `a photo of a {label}`; their text embeddings
 are L2-normalised, averaged over templates and normalised again (prompt ensembling, CLIP paper §3.1.4).
 Then $p(\text{label}\mid\text{image}) = \operatorname{softmax}_\text{labels}\big(e^{t}\cdot\cos(I_e, T_e)\big)$,
 where $e^{t}$ is the model's learned logit scale (inverse temperature, at most 100).
@@ -54,13 +58,33 @@ class Lab:
         self.resolution = resolve_clip_spec(clip_spec)
         self.clip = ClipModel.load(self.resolution, self.device)
         self.index_folders: dict[str, Path] = {}
-        if (BUNDLED_INDEX / "meta.sqlite").exists():
-            self.index_folders["bundled gallery"] = BUNDLED_INDEX
+        gallery = self._bundled_gallery_index()
+        if gallery:
+            self.index_folders["bundled gallery"] = gallery
         for folder in indexes or []:
             self.index_folders[str(folder)] = Path(folder)
         self._indexes: dict[str, ImageIndex] = {}
         self._ddpms: dict = {}
         self._stop: dict[str, threading.Event] = {}
+
+    def _bundled_gallery_index(self) -> Path | None:
+        """The prebuilt gallery index when it matches the active model; otherwise the gallery is
+        embedded once with the active model into a cache folder (incremental on later starts)."""
+        if not (BUNDLED_INDEX / "meta.sqlite").exists():
+            return None
+        idx = ImageIndex(BUNDLED_INDEX, readonly=True)
+        try:
+            idx.check_model(self.clip.spec.spec, self.clip.embed_dim)
+            return BUNDLED_INDEX
+        except IndexProblem:
+            pass
+        finally:
+            idx.close()
+        safe = "".join(c if c.isalnum() else "-" for c in self.clip.spec.spec)
+        cache = Path(os.environ.get("DEMO_CACHE", Path(tempfile.gettempdir()) / "clip-lab")) / f"gallery-{safe}"
+        print(f"embedding the bundled gallery with {self.clip.name} into {cache} …", flush=True)
+        build_index(BUNDLED_GALLERY, cache, self.clip, log=lambda _: None)
+        return cache
 
     # --- search -----------------------------------------------------------------------------
     def index(self, name: str) -> ImageIndex:

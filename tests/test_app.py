@@ -120,3 +120,16 @@ def test_forward_endpoint_bad_and_huge_images_give_plain_messages(client, tmp_pa
     with pytest.raises(Exception) as e:
         _forward(client, bomb_png(tmp_path / "bomb.png"))
     assert "40000×40000" in str(e.value)
+
+
+def test_bundled_gallery_follows_the_active_model(tiny_clip_folder, tmp_path, monkeypatch):
+    """With another CLIP active (e.g. ViT-B-32 on a Space), the gallery is embedded with it instead
+    of failing every search with a model-mismatch error."""
+    import app
+
+    monkeypatch.setenv("DEMO_CACHE", str(tmp_path))
+    lab = app.Lab(f"local-dir:{tiny_clip_folder}", "cpu")
+    folder = lab.index_folders["bundled gallery"]
+    assert folder != app.BUNDLED_INDEX and tmp_path in folder.parents
+    items, details, ids = lab.search("cat", "bundled gallery", 5)
+    assert len(items) == 5 and "bundled gallery" in details
