@@ -83,7 +83,7 @@ class Lab:
         safe = "".join(c if c.isalnum() else "-" for c in self.clip.spec.spec)
         cache = Path(os.environ.get("DEMO_CACHE", Path(tempfile.gettempdir()) / "clip-lab")) / f"gallery-{safe}"
         print(f"embedding the bundled gallery with {self.clip.name} into {cache} …", flush=True)
-        build_index(BUNDLED_GALLERY, cache, self.clip, log=lambda _: None)
+        build_index(BUNDLED_GALLERY, cache, self.clip)
         return cache
 
     # --- search -----------------------------------------------------------------------------

@@ -92,8 +92,7 @@ def _read(f: ScannedFile):
 
 
 def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64, workers: int = 4,
-                include_hidden: bool = False, progress: Callable[[int, int], None] | None = None,
-                log: Callable[[str], None] = print) -> BuildReport:
+                include_hidden: bool = False, progress: Callable[[int, int], None] | None = None) -> BuildReport:
     """Bring the index in `out` up to date with the images under `root`, embedding with `clip`."""
     t0 = time.time()
     root = Path(root).expanduser().resolve()
