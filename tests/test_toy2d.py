@@ -1,0 +1,28 @@
+"""Toy 2-D diffusion: a few seconds of training pull noise onto the shape."""
+import numpy as np
+import pytest
+import torch
+
+from demo_core import toy2d
+
+
+@pytest.mark.slow
+def test_trained_mlp_samples_land_on_the_shape():
+    pts = toy2d.make_points("two moons", 2000)
+    *progress, model = list(toy2d.train(pts, steps=800))
+    assert progress[-1].step == 800 and progress[-1].loss < progress[0].loss
+    frames = list(toy2d.sample(model, n=600))
+    assert [f.t for f in frames][:3] == [toy2d.T_TOY, toy2d.T_TOY - 1, toy2d.T_TOY - 2] and frames[-1].t == 1
+    final, noise = frames[-1].x_prev, frames[0].x_t
+    assert toy2d.chamfer(final, pts) < 0.5 * toy2d.chamfer(noise, pts)
+
+
+def test_points_from_a_drawing_and_forward_diffusion():
+    img = np.full((100, 100), 255, np.uint8)
+    img[40:60, 10:90] = 0  # a horizontal bar
+    pts = toy2d.points_from_image(img, 500)
+    assert pts[:, 0].std() > 3 * pts[:, 1].std()  # wide, flat, as drawn
+    assert torch.equal(toy2d.forward_points(pts, 0), pts)
+    assert toy2d.forward_points(pts, toy2d.T_TOY).std() == pytest.approx(1.0, abs=0.15)  # pure noise at T
+    with pytest.raises(ValueError, match="dark pixels"):
+        toy2d.points_from_image(np.full((50, 50), 255, np.uint8))
