@@ -7,7 +7,8 @@
   after the first call), 12 results;
 - forward: x_t at one t plus both strips and the curves (the forward explorer's click);
 - reverse (emoji DDPM, when bundled): time per UNet step, DDIM-50 vs DDPM-1000 wall time, and time
-  from the call to the first streamed frame.
+  from the call to the first streamed frame; and one step of the google/ddpm-cifar10-32 architecture
+  (random weights) for comparison.
 Cold = first call; warm = median of the rest.
 """
 from __future__ import annotations
@@ -39,6 +40,23 @@ def timed(fn, repeats: int) -> dict:
             "warm_p95_ms": round(warm[int(0.95 * (len(warm) - 1))], 1)}
 
 
+def cifar_step(x) -> dict:
+    """One UNet step of google/ddpm-cifar10-32's architecture (Ho et al. 2020: ch 128, mult 1,2,2,2, two
+    res blocks, attention at 16x16; 35.7M parameters) with random weights: the hub weights are not
+    reachable here, and the time of a step does not depend on the weights."""
+    import torch
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_eps=1e-6).eval()
+    k = torch.full((x.shape[0],), 499)
+    with torch.inference_mode():
+        row = timed(lambda: unet(x, k), 10)
+    row["params_m"] = round(sum(p.numel() for p in unet.parameters()) / 1e6, 1)
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=30)
@@ -61,7 +79,8 @@ def main() -> int:
 
         m = load_ddpm("emoji-ddpm", "cpu")
         x = torch.randn(4, 3, m.sample_size, m.sample_size)
-        step = timed(lambda: m.eps(x, 500), 20)
+        with torch.inference_mode():
+            step = timed(lambda: m.eps(x, 500), 20)
         rows["ddpm_unet_step_batch4"] = step
         t = time.perf_counter()
         gen = lab.sample("emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
@@ -78,6 +97,7 @@ def main() -> int:
         ddpm = time.perf_counter() - t
         rows["reverse"] = {"click_to_first_frame_ms": round(first, 1), "ddim50_s": round(ddim, 2),
                            "ddpm1000_s": round(ddpm, 2), "ddim50_over_ddpm1000": round(ddim / ddpm, 4)}
+        rows["cifar10_arch_unet_step_batch4"] = cifar_step(x)
     import torch
 
     meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "date": time.strftime("%Y-%m-%d"),

@@ -57,3 +57,47 @@ def test_checkpoint_exports_as_a_loadable_open_clip_folder(toy_data, tmp_path):
     model = ClipModel.load(f"local-dir:{tmp_path / 'export'}", "cpu")
     emb = model.encode_texts(["red square", "blue disc"])
     assert emb.shape == (2, 16) and model.logit_scale <= 100.0
+
+
+# --- emoji DDPM (demo_core.train_ddpm) ---
+
+def _ddpm_cfg(steps):
+    from demo_core.train_ddpm import DdpmConfig
+
+    return DdpmConfig(steps=steps, batch_size=4, warmup=1, T=50, block_out_channels=(8, 16, 16),
+                      ema_decay=0.9, checkpoint_every=2)
+
+
+def test_debiased_ema_forgets_the_random_initial_weights():
+    from demo_core.train_ddpm import debias_ema
+
+    init, target, ema, d = torch.randn(5), torch.full((5,), 0.5), None, 0.999
+    ema = init.clone()
+    for _ in range(300):  # weights jump to `target` and stay: the EMA is still 74% init
+        ema.lerp_(target, 1 - d)
+    assert (ema - target).abs().max() > 0.1
+    fixed = debias_ema({"w": ema}, {"w": init}, d, 300)["w"]
+    assert torch.allclose(fixed, target, atol=1e-5)
+
+
+def test_ddpm_training_resumes_identically_and_exports_a_loadable_pipeline(toy_data, tmp_path):
+    from demo_core.ddpm_models import load_ddpm
+    from demo_core.train_ddpm import train as train_ddpm
+
+    full = train_ddpm(str(toy_data), str(tmp_path / "full"), _ddpm_cfg(4), export=str(tmp_path / "export"))
+    train_ddpm(str(toy_data), str(tmp_path / "split"), _ddpm_cfg(4), stop_at=2)
+    train_ddpm(str(toy_data), str(tmp_path / "split"), _ddpm_cfg(4))
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == full["steps"] == 4
+    for k in a["ema"]:
+        assert torch.allclose(a["ema"][k].float(), b["ema"][k].float(), atol=1e-5), k
+
+    model = load_ddpm(str(tmp_path / "export"), "cpu")  # the from_pretrained path hub models take
+    assert (model.T, model.schedule, model.sample_size) == (50, "linear", 32)
+    x = torch.randn(2, 3, 32, 32)
+    assert model.eps(x, 50).shape == x.shape
+    # the export is the de-biased EMA: far from the raw EMA, which after 4 steps of d=0.9 is 66% init
+    raw = a["ema"]["conv_in.weight"].float()
+    exported = model.unet.conv_in.weight.float()
+    assert not torch.allclose(exported, raw, atol=1e-3)
