@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import threading
@@ -18,7 +19,7 @@ import gradio as gr
 from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_labels, parse_templates
 from demo_core.device import pick_device
 from demo_core.diffusion import Schedule
-from demo_core import forward_view, toy2d
+from demo_core import clip_matrix, forward_view, toy2d
 from demo_core.ddpm_models import available_ddpms, hub_note, load_ddpm
 from demo_core.reverse_view import ReverseRun, run_reverse
 from demo_core.images import ImageError, load_image
@@ -47,6 +48,14 @@ where $e^{t}$ is the model's learned logit scale (inverse temperature, at most 1
 """
 
 
+CLIP_PSEUDOCODE = """I_e = l2_normalize(I_f, axis=1)          # image embeddings (B, D)
+T_e = l2_normalize(T_f, axis=1)          # caption embeddings (B, D)
+logits = np.dot(I_e, T_e.T) * np.exp(t)  # (B, B); exp(t) = 1/τ ≤ 100
+labels = np.arange(n)                    # right answers: the diagonal
+loss_i = cross_entropy_loss(logits, labels, axis=0)
+loss_t = cross_entropy_loss(logits, labels, axis=1)
+loss = (loss_i + loss_t) / 2
+"""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -66,6 +75,7 @@ class Lab:
         self._indexes: dict[str, ImageIndex] = {}
         self._ddpms: dict = {}
         self._stop: dict[str, threading.Event] = {}
+        self._gallery_pairs = None
 
     def _bundled_gallery_index(self) -> Path | None:
         """The prebuilt gallery index when it matches the active model; otherwise the gallery is
@@ -278,6 +288,79 @@ class Lab:
         yield gr.skip(), gr.skip(), (f"✅ done: trained {int(steps)} steps; 800 samples from N(0, I) denoised in "
                                      f"{toy2d.T_TOY} steps (cosine schedule)")
 
+    # --- how CLIP learns ------------------------------------------------------------------------------
+    def _matrix_pairs(self, source: str, B: int, seed: int, files, captions_text: str) -> list:
+        """The batch: B gallery pairs picked by seed, or the user's images with one caption per line."""
+        if source != "my images":
+            if self._gallery_pairs is None:
+                self._gallery_pairs = clip_matrix.gallery_pairs()
+            return clip_matrix.pick_pairs(self._gallery_pairs, int(B), int(seed))
+        paths = [_file_path(f) for f in (files or [])]
+        captions = [c.strip() for c in (captions_text or "").splitlines() if c.strip()]
+        if not clip_matrix.MIN_B <= len(paths) <= clip_matrix.MAX_B:
+            raise InputError(f"Upload between {clip_matrix.MIN_B} and {clip_matrix.MAX_B} images "
+                             f"(you gave {len(paths)}).")
+        if len(captions) != len(paths):
+            raise InputError(f"Type one caption per line, one for each image: {len(paths)} images but "
+                             f"{len(captions)} captions.")
+        if len(set(captions)) != len(captions):
+            raise InputError("Two captions are the same; each image needs its own caption.")
+        return [clip_matrix.Pair(load_image(p), c, Path(p).name) for p, c in zip(paths, captions)]
+
+    def clip_matrix(self, source: str, B: int, seed: int, files, captions_text: str, temperature: float,
+                    shuffle: int):
+        """The B×B matrix of one batch under the loaded CLIP: cosines, both softmaxes and the loss."""
+        try:
+            pairs = self._matrix_pairs(source, B, seed, files, captions_text)
+        except (InputError, ImageError, ValueError) as e:
+            raise gr.Error(str(e)) from None
+        order = clip_matrix.caption_order(len(pairs), int(shuffle or 0))
+        captions = [pairs[j].caption for j in order]
+        images = [p.image for p in pairs]
+        scale = 1.0 / float(temperature) if temperature and temperature > 0 else self.clip.logit_scale
+        m = clip_matrix.batch_matrix(self.clip.encode_images(images), self.clip.encode_texts(captions), scale)
+        thumbs = [im.copy() for im in images]
+        cos = clip_matrix.render_heatmap(m.cosine, thumbs, captions, "cosine similarity cos(I_e[i], T_e[j])")
+        rows = clip_matrix.render_heatmap(m.p_image_to_text, thumbs, captions,
+                                          "image → text: softmax along each row", 0.0, 1.0)
+        cols = clip_matrix.render_heatmap(m.p_text_to_image, thumbs, captions,
+                                          "text → image: softmax down each column", 0.0, 1.0)
+        acc_i, acc_t = m.accuracy
+        state = "captions **shuffled**: the diagonal holds wrong pairs" if order != list(range(len(pairs))) \
+            else "captions in order: the diagonal holds the true pairs"
+        summary = (f"**B = {m.B}** ({state}) · temperature τ = {1 / m.logit_scale:.4f}, "
+                   f"exp(t) = {m.logit_scale:.2f}\n\n"
+                   f"| | value |\n|---|---|\n| loss_i (image → text, over rows) | {m.loss_i:.4f} |\n"
+                   f"| loss_t (text → image, over columns) | {m.loss_t:.4f} |\n"
+                   f"| **loss = (loss_i + loss_t) / 2** | **{m.loss:.4f}** |\n"
+                   f"| chance level, log B | {math.log(m.B):.4f} |\n"
+                   f"| rows whose top caption is their own | {acc_i:.0%} |\n"
+                   f"| columns whose top image is their own | {acc_t:.0%} |")
+        return cos, rows, cols, summary
+
+    def clip_train_live(self, source: str, B: int, seed: int, files, captions_text: str, steps: int):
+        """Train a tiny CLIP from scratch and stream the shown batch's image→text matrix and the loss."""
+        import pandas as pd
+
+        try:
+            pairs = self._matrix_pairs(source, B, seed, files, captions_text)
+        except (InputError, ImageError, ValueError) as e:
+            raise gr.Error(str(e)) from None
+        if self._gallery_pairs is None:
+            self._gallery_pairs = clip_matrix.gallery_pairs()
+        thumbs = [p.image.copy() for p in pairs]
+        captions = [p.caption for p in pairs]
+        curve, t0 = [], time.perf_counter()
+        for f in clip_matrix.train_live(pairs, self._gallery_pairs, steps=int(steps), seed=int(seed)):
+            curve += [{"step": f.step, "loss": f.loss, "series": "training batch"},
+                      {"step": f.step, "loss": f.matrix.loss, "series": "the shown pairs"}]
+            heat = clip_matrix.render_heatmap(f.matrix.p_image_to_text, thumbs, captions,
+                                              f"tiny CLIP after {f.step} steps: softmax along each row", 0.0, 1.0)
+            done = int(20 * f.step / f.steps)
+            yield (heat, pd.DataFrame(curve),
+                   f"{'▓' * done}{'░' * (20 - done)} step {f.step}/{f.steps} · batch loss {f.loss:.3f} · "
+                   f"shown pairs' loss {f.matrix.loss:.3f} · {time.perf_counter() - t0:.0f} s")
+
     def more_like(self, ids: list[int], index_name: str, k: int, evt: gr.SelectData):
         """Clicking a result searches with that image's stored vector ("more like this")."""
         if not ids or evt.index is None or evt.index >= len(ids):
@@ -484,6 +567,56 @@ def build_demo(lab: Lab) -> gr.Blocks:
                         d_fwd = gr.ScatterPlot(x="x", y="y", color="series", label="forward process q(x_t | x_0)",
                                                height=360, x_lim=[-3, 3], y_lim=[-3, 3])
             d_run.click(lab.toy, [d_shape, d_draw, d_steps, d_seed], [d_plot, d_fwd, d_status], api_name="toy2d")
+        with gr.Tab("How CLIP learns", id="clip-learns"):
+            gr.Markdown("### One batch of B image–caption pairs, scored every way at once\n"
+                        "Row *i* is image *i* against every caption; column *j* is caption *j* against every "
+                        "image. The B true pairs sit on the diagonal (red boxes), the B²−B wrong ones off it. "
+                        "Training pushes the diagonal up and everything else down.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    m_source = gr.Radio(["gallery", "my images"], value="gallery", label="Pairs from")
+                    m_B = gr.Slider(clip_matrix.MIN_B, clip_matrix.MAX_B, value=8, step=1, label="B (gallery pairs)")
+                    m_seed = gr.Number(0, precision=0, label="Seed (which gallery pairs)")
+                    with gr.Accordion("My images and captions", open=False):
+                        m_files = gr.File(label="Images (2–16)", file_count="multiple", file_types=["image"])
+                        m_caps = gr.Textbox(label="Captions, one per line, in the same order", lines=4)
+                    m_temp = gr.Slider(0.01, 1.0, value=round(1 / lab.clip.logit_scale, 4), step=0.001,
+                                       label="Temperature τ = 1 / exp(t) (the model's learned value to start)")
+                    m_shuffle = gr.Number(0, precision=0, visible=False)
+                    with gr.Row():
+                        m_run = gr.Button("Show the matrix", variant="primary", elem_id="m-run")
+                        m_shuffle_btn = gr.Button("Shuffle captions", elem_id="m-shuffle")
+                        m_order_btn = gr.Button("Put captions back")
+                with gr.Column(scale=1):
+                    m_summary = gr.Markdown(elem_id="m-summary")
+                    gr.Markdown("The lecture's pseudo-code, computed exactly as written:\n```python\n"
+                                + CLIP_PSEUDOCODE + "```")
+            m_cos = gr.Image(label="cosine similarities", interactive=False, elem_id="m-cos", format="png")
+            with gr.Row():
+                m_rows = gr.Image(label="image → text (rows sum to 1)", interactive=False, format="png")
+                m_cols = gr.Image(label="text → image (columns sum to 1)", interactive=False, format="png")
+            m_inputs = [m_source, m_B, m_seed, m_files, m_caps, m_temp, m_shuffle]
+            m_outputs = [m_cos, m_rows, m_cols, m_summary]
+            m_run.click(lab.clip_matrix, m_inputs, m_outputs, api_name="clip_matrix")
+            m_temp.release(lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
+            m_shuffle_btn.click(lambda k: int(k or 0) + 1, m_shuffle, m_shuffle, api_visibility="private").then(
+                lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
+            m_order_btn.click(lambda: 0, None, m_shuffle, api_visibility="private").then(
+                lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
+            gr.Markdown("### Train a tiny CLIP live\nA tiny CLIP (4.6 M parameters, 3.2 M of them its token-embedding table) starts from random weights and "
+                        "learns from the gallery's pairs with the loss above (AdamW, 32×32 images). Every "
+                        "training batch holds the pairs shown above plus random others, so you can watch "
+                        "their matrix turn diagonal while the loss falls.")
+            with gr.Row():
+                m_steps = gr.Slider(50, 600, value=300, step=50, label="Training steps")
+                m_train = gr.Button("Train a tiny CLIP", variant="primary", elem_id="m-train")
+            m_status = gr.Markdown(elem_id="m-status")
+            with gr.Row():
+                m_live = gr.Image(label="the shown pairs, as the tiny CLIP sees them", interactive=False,
+                                  elem_id="m-live", format="png")
+                m_curve = gr.LinePlot(x="step", y="loss", color="series", label="contrastive loss", height=360)
+            m_train.click(lab.clip_train_live, [m_source, m_B, m_seed, m_files, m_caps, m_steps],
+                          [m_live, m_curve, m_status], api_name="clip_train")
     return demo
 
 

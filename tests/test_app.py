@@ -133,3 +133,22 @@ def test_bundled_gallery_follows_the_active_model(tiny_clip_folder, tmp_path, mo
     assert folder != app.BUNDLED_INDEX and tmp_path in folder.parents
     items, details, ids = lab.search("cat", "bundled gallery", 5)
     assert len(items) == 5 and "bundled gallery" in details
+
+
+def test_clip_matrix_endpoint_shows_the_loss_rising_when_captions_are_shuffled(client):
+    import re
+
+    def loss(shuffle):
+        *_, summary = client.predict("gallery", 8, 0, [], "", 0.03, shuffle, api_name="/clip_matrix")
+        return float(re.search(r"\*\*loss = \(loss_i \+ loss_t\) / 2\*\* \| \*\*([0-9.]+)\*\*", summary).group(1))
+
+    assert loss(1) > loss(0) + 2
+
+
+def test_clip_matrix_with_mismatched_captions_gives_a_plain_message(client):
+    from gradio_client import handle_file
+
+    files = [handle_file(str(EXAMPLES / "cat.png")), handle_file(str(EXAMPLES / "dog.png"))]
+    with pytest.raises(Exception) as e:
+        client.predict("my images", 8, 0, files, "a cat", 0.05, 0, api_name="/clip_matrix")
+    assert "2 images but 1 captions" in _error_text(e)

@@ -98,6 +98,53 @@ def test_diffusion_tab_forward_explorer(page, tmp_path):
     _screenshot(page, "diffusion.png", tmp_path)
 
 
+def _wait_text(page, selector, text, timeout):
+    page.wait_for_function(f"document.querySelector('{selector}') && "
+                           f"document.querySelector('{selector}').innerText.includes({text!r})", timeout=timeout)
+    return page.locator(selector).inner_text()
+
+
+def test_diffusion_tab_reverse_process_streams_the_emoji_ddpm(page, tmp_path):
+    page.get_by_role("tab", name="Diffusion step by step").click()
+    page.locator("#r-run").click()  # bundled emoji DDPM, DDIM 50 steps, 4 images
+    _wait_text(page, "#r-status", "DDIM", 30_000)  # the first frames stream in before the end
+    status = _wait_text(page, "#r-status", "done", 120_000)
+    assert "step 50 of 50" in status, status
+    assert page.locator("#r-xt img").count() == 1
+    assert page.locator("#r-strip img").count() >= 10  # the timeline to scrub
+    page.locator("#r-strip").scroll_into_view_if_needed()
+    _screenshot(page, "reverse.png", tmp_path)
+
+
+def test_diffusion_tab_toy_2d_trains_and_samples(page, tmp_path):
+    page.get_by_role("tab", name="Diffusion step by step").click()
+    page.locator("#d-run").click()
+    _wait_text(page, "#d-status", "training", 60_000)
+    status = _wait_text(page, "#d-status", "done", 240_000)
+    assert "800 samples" in status
+
+
+def test_how_clip_learns_tab_matrix_shuffle_and_live_training(page, tmp_path):
+    import re
+
+    def loss(text):
+        return float(re.search(r"loss = \(loss_i \+ loss_t\) / 2\s+([0-9.]+)", text).group(1))
+
+    page.get_by_role("tab", name="How CLIP learns").click()
+    page.locator("#m-run").click()
+    ordered = _wait_text(page, "#m-summary", "in order", 60_000)
+    page.locator("#m-shuffle").click()
+    shuffled = _wait_text(page, "#m-summary", "shuffled", 60_000)
+    assert loss(shuffled) > loss(ordered) + 2
+    assert page.locator("#m-cos img").count() == 1
+    page.locator("#m-train").click()
+    status = _wait_text(page, "#m-status", "step 300/300", 300_000)
+    shown_loss = float(re.search(r"shown pairs' loss ([0-9.]+)", status).group(1))
+    assert shown_loss < 0.5
+    page.locator("#m-live").scroll_into_view_if_needed()
+    _screenshot(page, "clip-learns.png", tmp_path)
+
+
 def test_empty_labels_show_a_plain_error(page):
     # Last in the file: its error toast would otherwise sit on the other tabs' screenshots.
     page.get_by_role("tab", name="Zero-shot labels").click()

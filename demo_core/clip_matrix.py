@@ -1,0 +1,248 @@
+"""How CLIP learns: the B×B similarity matrix of one batch, and a tiny CLIP trained live on it.
+
+The lecture's pseudo-code, which ``batch_matrix`` computes (through ``contrastive.contrastive_loss``,
+the same function that trained the bundled mini-CLIP):
+
+    I_e = l2_normalize(I_f, axis=1)            # (B, D) image embeddings
+    T_e = l2_normalize(T_f, axis=1)            # (B, D) text embeddings, caption i belongs to image i
+    logits = np.dot(I_e, T_e.T) * np.exp(t)    # (B, B): row i = image i against every caption
+    labels = np.arange(n)                      # the right answer of row i (and of column i) is i
+    loss_i = cross_entropy_loss(logits, labels, axis=0)
+    loss_t = cross_entropy_loss(logits, labels, axis=1)
+    loss   = (loss_i + loss_t)/2
+
+Read here as: loss_i classifies each image (row) among the B captions, loss_t each caption
+(column) among the B images. The B matches sit on the diagonal, the B²−B non-matches off it.
+"""
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from .contrastive import MAX_LOG_SCALE, contrastive_loss, l2_normalize
+
+MIN_B, MAX_B = 2, 16
+GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery" / "images"
+PHOTO_CAPTIONS = {  # the bundled scikit-image photos (see gallery.py)
+    "cat_chelsea": "a cat", "astronaut": "an astronaut", "coffee_cup": "a cup of coffee",
+    "rocket_launch": "a rocket launch", "cameraman": "a man with a camera", "horse_silhouette": "a horse",
+    "hubble_deep_field": "galaxies in deep space", "brick_wall": "a brick wall", "grass": "grass",
+    "gravel": "gravel", "retina": "a retina",
+}
+
+
+@dataclass
+class Pair:
+    image: object  # PIL.Image, RGB
+    caption: str
+    source: str  # file name, for display
+
+
+@functools.lru_cache(maxsize=4)
+def gallery_pairs(root: Path = GALLERY) -> list[Pair]:
+    """Every image–caption pair the bundled gallery offers: emoji named by their file, and photos.
+    Cached: treat the list and its images as read-only."""
+    from PIL import Image
+
+    pairs = []
+    for path in sorted(root.rglob("*.png")) + sorted(root.rglob("*.jpg")):
+        stem = path.stem
+        caption = PHOTO_CAPTIONS.get(stem) or stem.replace("_", " ")
+        with Image.open(path) as im:
+            pairs.append(Pair(im.convert("RGB"), caption, path.name))
+    return pairs
+
+
+def pick_pairs(pool: Sequence[Pair], B: int, seed: int) -> list[Pair]:
+    """B pairs with distinct captions, chosen by `seed`."""
+    if not MIN_B <= B <= MAX_B:
+        raise ValueError(f"B must be between {MIN_B} and {MAX_B}, not {B}.")
+    order = list(range(len(pool)))
+    random.Random(seed).shuffle(order)
+    chosen, seen = [], set()
+    for i in order:
+        if pool[i].caption not in seen:
+            chosen.append(pool[i])
+            seen.add(pool[i].caption)
+        if len(chosen) == B:
+            return chosen
+    raise ValueError(f"Only {len(chosen)} distinct pairs are available; pick a smaller B.")
+
+
+def caption_order(B: int, shuffle: int) -> list[int]:
+    """Which caption sits in column j. shuffle=0: its own (the true pairs). shuffle=k>0: the k-th
+    seeded derangement, so no image keeps its caption and every diagonal cell is a wrong pair."""
+    if shuffle <= 0:
+        return list(range(B))
+    rng = random.Random(shuffle)
+    while True:
+        perm = list(range(B))
+        rng.shuffle(perm)
+        if all(p != i for i, p in enumerate(perm)):
+            return perm
+
+
+@dataclass
+class MatrixResult:
+    cosine: torch.Tensor  # (B, B) cos(I_e[i], T_e[j])
+    logit_scale: float  # exp(t)
+    logits: torch.Tensor  # cosine * exp(t)
+    p_image_to_text: torch.Tensor  # softmax over each row: image i's probabilities over the captions
+    p_text_to_image: torch.Tensor  # softmax down each column: caption j's probabilities over the images
+    loss_i: float
+    loss_t: float
+    loss: float
+
+    @property
+    def B(self) -> int:
+        return self.cosine.shape[0]
+
+    @property
+    def accuracy(self) -> tuple[float, float]:
+        """Share of rows (images) and of columns (captions) whose largest entry is on the diagonal."""
+        right = torch.arange(self.B)
+        return ((self.logits.argmax(1) == right).float().mean().item(),
+                (self.logits.argmax(0) == right).float().mean().item())
+
+
+def batch_matrix(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: float) -> MatrixResult:
+    """The pseudo-code above on one batch: image_features[i] and text_features[i] are a pair."""
+    I_f, T_f = image_features.detach().float().cpu(), text_features.detach().float().cpu()
+    out = contrastive_loss(I_f, T_f, float(logit_scale))
+    cosine = l2_normalize(I_f) @ l2_normalize(T_f).T
+    return MatrixResult(cosine, float(logit_scale), out.logits, out.logits.softmax(dim=1), out.logits.softmax(dim=0),
+                        out.loss_i.item(), out.loss_t.item(), out.loss.item())
+
+
+# --- a tiny CLIP trained live ------------------------------------------------------------------------
+
+@dataclass
+class LiveFrame:
+    step: int
+    steps: int
+    loss: float  # the training batch's loss at this step
+    matrix: MatrixResult  # the shown pairs, scored by the model as it is now
+
+
+def _pixels(images: Sequence, size: int) -> torch.Tensor:
+    from .train_clip import normalize
+
+    import numpy as np
+
+    arr = [np.asarray(im.convert("RGB").resize((size, size), 3), dtype=np.float32) / 255 for im in images]
+    return normalize(torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2))
+
+
+def tiny_config():
+    from .train_clip import MiniClipConfig
+
+    return MiniClipConfig(embed_dim=64, image_size=32, vision_layers=(1, 1, 1, 1), vision_width=16,
+                          context_length=16, text_width=64, text_heads=4, text_layers=2)
+
+
+def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, batch_size: int = 48,
+               seed: int = 0, every: int = 10, lr: float = 2e-3) -> Iterator[LiveFrame]:
+    """Train a tiny CLIP from random weights with the contrastive loss, yielding the shown pairs'
+    matrix every `every` steps (and at step 0). Each training batch holds the shown pairs plus
+    random others from `pool`, so the learner watches those B pairs being learned. No augmentation:
+    this is a demonstration of the objective, not a model to keep."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from .train_clip import build_model
+
+    cfg = tiny_config()
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    tok = SimpleTokenizer(context_length=cfg.context_length)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    shown_px, shown_tok = _pixels([p.image for p in shown], cfg.image_size), tok([p.caption for p in shown])
+    shown_caps = {p.caption for p in shown}
+    others = [p for p in pool if p.caption not in shown_caps]
+    others_px = _pixels([p.image for p in others], cfg.image_size) if others else shown_px[:0]
+    others_tok = tok([p.caption for p in others]) if others else shown_tok[:0]
+
+    def look() -> MatrixResult:
+        model.eval()
+        with torch.inference_mode():
+            out = model(shown_px, shown_tok)
+        model.train()
+        return batch_matrix(out["image_features"], out["text_features"], out["logit_scale"].item())
+
+    first = look()
+    yield LiveFrame(0, steps, first.loss, first)
+    for step in range(1, steps + 1):
+        k = max(0, min(batch_size - len(shown), len(others)))
+        idx = torch.randperm(len(others), generator=g)[:k]
+        px = torch.cat([shown_px, others_px[idx]])
+        tk = torch.cat([shown_tok, others_tok[idx]])
+        out = model(px, tk)
+        res = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+        opt.zero_grad(set_to_none=True)
+        res.loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+        if step % every == 0 or step == steps:
+            yield LiveFrame(step, steps, res.loss.item(), look())
+
+
+# --- pictures ----------------------------------------------------------------------------------------
+
+_STOPS = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
+          (1.0, (253, 231, 37))]  # viridis
+
+
+def _colour(v: float) -> tuple[int, int, int]:
+    v = min(1.0, max(0.0, v))
+    for (a, ca), (b, cb) in zip(_STOPS, _STOPS[1:]):
+        if v <= b:
+            f = (v - a) / (b - a)
+            return tuple(round(x + f * (y - x)) for x, y in zip(ca, cb))
+    return _STOPS[-1][1]
+
+
+def render_heatmap(values: torch.Tensor, images: Sequence, captions: Sequence[str], title: str,
+                   lo: float | None = None, hi: float | None = None, cell: int = 44):
+    """A B×B heatmap with each row's image on the left, each column's caption on top (rotated),
+    the value in every cell, and the diagonal (the true pairs) outlined."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    B = values.shape[0]
+    lo = float(values.min()) if lo is None else lo
+    hi = float(values.max()) if hi is None else hi
+    font = ImageFont.load_default(size=12)
+    small = ImageFont.load_default(size=11 if B <= 10 else 9)
+    top, left = 150, cell + 8
+    W, H = left + B * cell + 90, top + B * cell + 4  # right margin: the last rotated caption
+    canvas = Image.new("RGB", (W, H + 22), "white")
+    d = ImageDraw.Draw(canvas)
+    d.text((W // 2, 4), title, fill="black", font=font, anchor="ma")  # centred: clear of the UI's label badge
+    for j, cap in enumerate(captions):
+        text = cap if len(cap) <= 24 else cap[:23] + "…"
+        tw = int(d.textlength(text, font=small)) + 4
+        label = Image.new("RGBA", (tw, 14), (255, 255, 255, 0))
+        ImageDraw.Draw(label).text((2, 0), text, fill="black", font=small)
+        label = label.rotate(60, expand=True)
+        canvas.paste(label, (left + j * cell + cell // 2 - label.width // 3, top - label.height - 2), label)
+    for i, im in enumerate(images):
+        canvas.paste(im.convert("RGB").resize((cell - 4, cell - 4)), (2, top + i * cell + 2))
+    span = (hi - lo) or 1.0
+    for i in range(B):
+        for j in range(B):
+            v = float(values[i, j])
+            x, y = left + j * cell, top + i * cell
+            c = _colour((v - lo) / span)
+            d.rectangle([x, y, x + cell - 1, y + cell - 1], fill=c)
+            ink = "black" if sum(c) > 380 else "white"
+            d.text((x + cell // 2, y + cell // 2), f"{v:.2f}", fill=ink, font=small, anchor="mm")
+        d.rectangle([left + i * cell, top + i * cell, left + i * cell + cell - 1, top + i * cell + cell - 1],
+                    outline="red", width=2)
+    d.text((4, H + 4), f"colour: {lo:.2f} (dark) … {hi:.2f} (yellow); red boxes = the true pairs", fill="black",
+           font=small)
+    return canvas
