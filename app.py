@@ -20,13 +20,22 @@ from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_label
 from demo_core.device import pick_device
 from demo_core.diffusion import Schedule
 from demo_core import clip_matrix, forward_view, toy2d
-from demo_core.ddpm_models import available_ddpms, hub_note, load_ddpm
+from demo_core.ddpm_models import BUNDLED_DDPMS, available_ddpms, hub_note, load_ddpm
 from demo_core.reverse_view import ReverseRun, run_reverse
 from demo_core.images import ImageError, load_image
 from demo_core.indexing import build_index
 from demo_core.registry import ASSETS, resolve_clip_spec
 from demo_core.retrieval import ImageIndex, IndexProblem
 from demo_core.search import image_query_vector, parse_query, text_query_vector, thumbnail
+
+try:  # Hugging Face ZeroGPU: a GPU is attached only while a decorated function runs
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:  # everywhere else: a no-op
+
+    def gpu(fn=None, **_kwargs):
+        return fn if fn is not None else (lambda f: f)
 
 EXAMPLES = ASSETS / "examples"
 BUNDLED_INDEX = ASSETS / "gallery" / "index"
@@ -62,20 +71,80 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 class Lab:
     """The engine objects the UI talks to: device, CLIP model and why it was chosen."""
 
-    def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None):
+    def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
+                 background: bool = False):
+        """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load the
+        models once: in a background thread when `background` (the UI comes up at once and shows
+        progress), else before returning. Requests wait for what they need; nothing loads per request."""
         self.device = pick_device(device)
         self.resolution = resolve_clip_spec(clip_spec)
-        self.clip = ClipModel.load(self.resolution, self.device)
-        self.index_folders: dict[str, Path] = {}
-        gallery = self._bundled_gallery_index()
-        if gallery:
-            self.index_folders["bundled gallery"] = gallery
+        self.index_folders: dict[str, Path | None] = {}
+        if (BUNDLED_INDEX / "meta.sqlite").exists():
+            self.index_folders["bundled gallery"] = None  # settled once the CLIP is loaded
         for folder in indexes or []:
             self.index_folders[str(folder)] = Path(folder)
         self._indexes: dict[str, ImageIndex] = {}
         self._ddpms: dict = {}
+        self._ddpm_lock = threading.Lock()
         self._stop: dict[str, threading.Event] = {}
         self._gallery_pairs = None
+        self._clip: ClipModel | None = None
+        self._clip_ready, self._ready = threading.Event(), threading.Event()
+        self.load_error: str | None = None
+        self.loading = "starting"
+        self.load_log: list[str] = []
+        self._t0 = time.time()
+        if background:
+            threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        else:
+            self._load()
+            if self.load_error:
+                raise ValueError(self.load_error)
+
+    def _load(self) -> None:
+        def mark(what: str):
+            self.load_log.append(f"{what} ({time.time() - self._t0:.1f} s)")
+
+        try:
+            self.loading = f"loading the CLIP model {self.resolution.spec.spec}"
+            self._clip = ClipModel.load(self.resolution, self.device)
+            mark(f"CLIP {self._clip.name} loaded")
+        except Exception as e:  # noqa: BLE001 - shown in the status panel and on every request
+            self.load_error = f"The CLIP model could not be loaded: {e}"
+        finally:
+            self._clip_ready.set()
+        try:
+            if self._clip is not None and "bundled gallery" in self.index_folders:
+                self.loading = "preparing the bundled gallery's index"
+                folder = self._bundled_gallery_index()
+                if folder:
+                    self.index_folders["bundled gallery"] = folder
+                    mark("gallery index ready")
+            for name in available_ddpms():
+                if name in BUNDLED_DDPMS:
+                    self.loading = f"loading the DDPM {name}"
+                    self._ddpm(name)
+                    mark(f"DDPM {name} loaded")
+            self.loading = "reading the gallery's image–caption pairs"
+            self._gallery_pairs = clip_matrix.gallery_pairs()
+        except Exception as e:  # noqa: BLE001 - the CLIP tabs still work; say what failed
+            self.load_log.append(f"⚠️ {e}")
+        finally:
+            self.loading = ""
+            self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def clip(self) -> ClipModel:
+        """The loaded CLIP; waits while it is still loading."""
+        if not self._clip_ready.wait(timeout=900):
+            raise gr.Error("The CLIP model is still loading; try again in a moment.")
+        if self._clip is None:
+            raise gr.Error(self.load_error or "The CLIP model is not loaded.")
+        return self._clip
 
     def _bundled_gallery_index(self) -> Path | None:
         """The prebuilt gallery index when it matches the active model; otherwise the gallery is
@@ -98,7 +167,8 @@ class Lab:
 
     # --- search -----------------------------------------------------------------------------
     def index(self, name: str) -> ImageIndex:
-        if name not in self.index_folders:
+        self._ready.wait(timeout=900)  # the bundled gallery's folder is settled by the loader
+        if name not in self.index_folders or self.index_folders[name] is None:
             raise gr.Error(f"Unknown index '{name}'. Choose one of: {', '.join(self.index_folders) or 'none'}.")
         if name not in self._indexes:
             try:
@@ -115,6 +185,9 @@ class Lab:
     def index_stats(self, name: str) -> str:
         if not name:
             return "No index loaded: build one with `python index_builder DIR` and start the app with `--index`."
+        if name in self.index_folders and self.index_folders[name] is None:
+            return "⏳ the bundled gallery's index is being prepared…" if not self.ready else \
+                "⚠️ the bundled gallery's index is not available."
         try:
             idx = self._indexes.get(name) or ImageIndex(self.index_folders[name], readonly=True)
             self._indexes[name] = idx
@@ -182,12 +255,13 @@ class Lab:
 
     # --- diffusion: reverse process ---------------------------------------------------------------
     def _ddpm(self, name: str):
-        if name not in self._ddpms:
-            try:
-                self._ddpms[name] = load_ddpm(name, self.device)
-            except ValueError as e:
-                raise gr.Error(str(e)) from None
-        return self._ddpms[name]
+        with self._ddpm_lock:  # loaded once, by the loader thread or the first request
+            if name not in self._ddpms:
+                try:
+                    self._ddpms[name] = load_ddpm(name, self.device)
+                except ValueError as e:
+                    raise gr.Error(str(e)) from None
+            return self._ddpms[name]
 
     def stop(self, request: gr.Request):
         """The Stop button: the running sampler ends after its current step and keeps its frames."""
@@ -371,8 +445,47 @@ class Lab:
         return items, f"more like result #{evt.index + 1} · {len(items)} results", new_ids
 
     def status_markdown(self) -> str:
-        return (f"**CLIP model:** {self.resolution.reason} · **device:** {self.device.describe()} "
+        line = (f"**CLIP model:** {self.resolution.reason} · **device:** {self.device.describe()} "
                 f"({self.device.reason})")
+        if self.load_error:
+            return f"⚠️ {self.load_error} · " + line
+        if not self.ready:
+            return f"⏳ {self.loading or 'loading'}… ({time.time() - self._t0:.0f} s) · " + line
+        return line
+
+    def status_panel(self) -> str:
+        """Device, models and why, indexes, and versions: what a bug report needs."""
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        def ver(pkg):
+            try:
+                return version(pkg)
+            except PackageNotFoundError:
+                return "not installed"
+
+        clip = self._clip
+        lines = ["| | |", "|---|---|",
+                 f"| device | {self.device.describe()}: {self.device.reason} |",
+                 f"| CLIP model | {clip.name if clip else '(loading)'}: {self.resolution.reason} |"]
+        if clip:
+            lines.append(f"| CLIP details | {clip.embed_dim}-d embeddings, {clip.image_size}px input, "
+                         f"learned exp(t) = {clip.logit_scale:.2f} |")
+        ddpms = ", ".join(f"{m.display} (T={m.T}, {m.schedule})" for m in self._ddpms.values()) or "none loaded yet"
+        lines.append(f"| diffusion models | {ddpms}; offered: {', '.join(available_ddpms())} |")
+        for name, folder in self.index_folders.items():
+            lines.append(f"| index: {name} | {self.index_stats(name) if folder else '(being prepared)'} |")
+        state = ("loaded" if self.ready else f"loading: {self.loading}") + \
+            (f" · {'; '.join(self.load_log)}" if self.load_log else "")
+        lines.append(f"| startup | {state} |")
+        lines.append(f"| versions | Python {platform.python_version()} · torch {ver('torch')} · "
+                     f"open_clip {ver('open_clip_torch')} · diffusers {ver('diffusers')} · gradio {ver('gradio')} "
+                     f"· faiss {ver('faiss-cpu')} · spaces {ver('spaces')} |")
+        return "\n".join(lines)
+
+    def refresh_status(self):
+        """Timer tick while loading: update the status line and panel, then stop ticking."""
+        return self.status_markdown(), self.status_panel(), gr.Timer(active=not self.ready)
 
     def classify(self, image, labels_text: str, templates_text: str, ensemble: bool):
         """Zero-shot classify one image. Returns (label probabilities, table rows, details)."""
@@ -438,7 +551,14 @@ def _file_path(value):
 def build_demo(lab: Lab) -> gr.Blocks:
     with gr.Blocks(title="CLIP & Diffusion Lab") as demo:
         gr.Markdown("# CLIP & Diffusion Lab\nSee how CLIP and diffusion models work, on your own images.")
-        gr.Markdown(lab.status_markdown(), elem_id="status-line")
+        status_line = gr.Markdown(lab.status_markdown(), elem_id="status-line")
+        with gr.Accordion("Status: device, models, index, versions", open=False):
+            status_panel = gr.Markdown(lab.status_panel(), elem_id="status-panel")
+        ticker = gr.Timer(1.0, active=not lab.ready)
+        ticker.tick(lab.refresh_status, None, [status_line, status_panel, ticker], api_visibility="private",
+                    show_progress="hidden")
+        demo.load(lab.refresh_status, None, [status_line, status_panel, ticker], api_visibility="private",
+                  show_progress="hidden")
         with gr.Tab("Zero-shot labels", id="zero-shot"):
             with gr.Row():
                 with gr.Column():
@@ -460,8 +580,11 @@ def build_demo(lab: Lab) -> gr.Blocks:
             gr.Markdown(FORMULA, latex_delimiters=LATEX)
             examples = [[str(EXAMPLES / f), lab_] for f, lab_ in ZERO_SHOT_EXAMPLES if (EXAMPLES / f).exists()]
             if examples:
-                gr.Examples(examples, inputs=[image, labels], label="Examples (held-out emoji the model never saw)")
-            run.click(lab.classify, [image, labels, templates, ensemble], [probs, table, details],
+                gr.Examples(examples, inputs=[image, labels], label="Examples (held-out emoji the model never saw)",
+                            fn=lambda im, lb: lab.classify(im, lb, "\n".join(DEFAULT_TEMPLATES), True),
+                            outputs=[probs, table, details], cache_examples=True, cache_mode="lazy",
+                            api_visibility="private")
+            run.click(gpu(lab.classify), [image, labels, templates, ensemble], [probs, table, details],
                       api_name="classify", preprocess=False)
         with gr.Tab("Search", id="search"):
             names = list(lab.index_folders)
@@ -484,9 +607,11 @@ def build_demo(lab: Lab) -> gr.Blocks:
                                  elem_id="s-results")
             hit_ids = gr.State([])
             index_pick.change(lab.index_stats, index_pick, stats, api_visibility="private")
-            search_btn.click(lab.search, [query, index_pick, k], [results, s_details, hit_ids], api_name="search")
+            demo.load(lambda name: (lab._ready.wait(900), lab.index_stats(name))[1], index_pick, stats,
+                      api_visibility="private", show_progress="hidden")
+            search_btn.click(gpu(lab.search), [query, index_pick, k], [results, s_details, hit_ids], api_name="search")
             query.submit(lab.search, [query, index_pick, k], [results, s_details, hit_ids], api_visibility="private")
-            image_btn.click(lab.search_image, [qimage, index_pick, k], [results, s_details, hit_ids],
+            image_btn.click(gpu(lab.search_image), [qimage, index_pick, k], [results, s_details, hit_ids],
                             api_name="search_image", preprocess=False)
             results.select(lab.more_like, [hit_ids, index_pick, k], [results, s_details, hit_ids], api_visibility="private")
         with gr.Tab("Diffusion step by step", id="diffusion"):
@@ -543,7 +668,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
             r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
                                  elem_id="r-strip")
             r_gif = gr.File(label="Download the run as a GIF", height=80)
-            run_event = r_run.click(lab.sample, [r_model, r_sampler, r_steps, r_eta, r_seed, r_n],
+            run_event = r_run.click(gpu(lab.sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n],
                                     [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif],
                                     api_name="sample")
             r_stop.click(lab.stop, None, None, api_visibility="private")
@@ -580,7 +705,8 @@ def build_demo(lab: Lab) -> gr.Blocks:
                     with gr.Accordion("My images and captions", open=False):
                         m_files = gr.File(label="Images (2–16)", file_count="multiple", file_types=["image"])
                         m_caps = gr.Textbox(label="Captions, one per line, in the same order", lines=4)
-                    m_temp = gr.Slider(0.01, 1.0, value=round(1 / lab.clip.logit_scale, 4), step=0.001,
+                    m_temp = gr.Slider(0.01, 1.0, value=round(1 / lab._clip.logit_scale, 4) if lab._clip else 0.03,
+                                       step=0.001,
                                        label="Temperature τ = 1 / exp(t) (the model's learned value to start)")
                     m_shuffle = gr.Number(0, precision=0, visible=False)
                     with gr.Row():
@@ -595,9 +721,11 @@ def build_demo(lab: Lab) -> gr.Blocks:
             with gr.Row():
                 m_rows = gr.Image(label="image → text (rows sum to 1)", interactive=False, format="png")
                 m_cols = gr.Image(label="text → image (columns sum to 1)", interactive=False, format="png")
+            demo.load(lambda: gr.Slider(value=round(1 / lab.clip.logit_scale, 4)), None, m_temp,
+                      api_visibility="private", show_progress="hidden")  # the model's own τ, once loaded
             m_inputs = [m_source, m_B, m_seed, m_files, m_caps, m_temp, m_shuffle]
             m_outputs = [m_cos, m_rows, m_cols, m_summary]
-            m_run.click(lab.clip_matrix, m_inputs, m_outputs, api_name="clip_matrix")
+            m_run.click(gpu(lab.clip_matrix), m_inputs, m_outputs, api_name="clip_matrix")
             m_temp.release(lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
             m_shuffle_btn.click(lambda k: int(k or 0) + 1, m_shuffle, m_shuffle, api_visibility="private").then(
                 lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
@@ -615,7 +743,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 m_live = gr.Image(label="the shown pairs, as the tiny CLIP sees them", interactive=False,
                                   elem_id="m-live", format="png")
                 m_curve = gr.LinePlot(x="step", y="loss", color="series", label="contrastive loss", height=360)
-            m_train.click(lab.clip_train_live, [m_source, m_B, m_seed, m_files, m_caps, m_steps],
+            m_train.click(gpu(lab.clip_train_live), [m_source, m_B, m_seed, m_files, m_caps, m_steps],
                           [m_live, m_curve, m_status], api_name="clip_train")
     return demo
 
@@ -635,10 +763,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         env_indexes = [p for p in os.environ.get("DEMO_INDEX", "").split(os.pathsep) if p]
-        lab = Lab(args.clip_model, args.device, (args.index or []) + env_indexes)
+        lab = Lab(args.clip_model, args.device, (args.index or []) + env_indexes, background=True)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    print(lab.status_markdown().replace("**", ""), flush=True)
+    print(lab.status_markdown().replace("**", ""), "(models load in the background)", flush=True)
     demo = build_demo(lab)
     demo.queue(default_concurrency_limit=2).launch(server_name=args.host, server_port=args.port, show_error=True,
                                                    allowed_paths=[str(Path(EXAMPLES))])
