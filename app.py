@@ -38,6 +38,7 @@ except ImportError:  # everywhere else: a no-op
         return fn if fn is not None else (lambda f: f)
 
 EXAMPLES = ASSETS / "examples"
+FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
 BUNDLED_INDEX = ASSETS / "gallery" / "index"
 BUNDLED_GALLERY = ASSETS / "gallery" / "images"
 ZERO_SHOT_EXAMPLES = [
@@ -296,7 +297,7 @@ class Lab:
                             break
                         last[other] = nxt
                 done = frame.step.index + 1 == frame.step.total
-                if stop.is_set() or done or time.time() - shown > 0.15:
+                if stop.is_set() or done or time.time() - shown > FRAME_INTERVAL_S:
                     shown = time.time()
                     yield self._reverse_outputs(last, names, t0, final=False)
                 if stop.is_set():
@@ -658,13 +659,13 @@ def build_demo(lab: Lab) -> gr.Blocks:
                 r_stop = gr.Button("Stop", variant="stop", elem_id="r-stop")
             r_status = gr.Markdown(elem_id="r-status")
             with gr.Row():
-                r_xt = gr.Image(label="x_t (first sampler)", interactive=False, elem_id="r-xt")
-                r_eps = gr.Image(label="predicted noise ε̂", interactive=False)
-                r_x0 = gr.Image(label="predicted clean x̂₀", interactive=False)
+                r_xt = gr.Image(label="x_t (first sampler)", interactive=False, format="jpeg", elem_id="r-xt")
+                r_eps = gr.Image(label="predicted noise ε̂", interactive=False, format="jpeg")
+                r_x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
             with gr.Row():
-                r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False)
-                r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False)
-                r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False)
+                r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False, format="jpeg")
+                r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False, format="jpeg")
+                r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False, format="jpeg")
             r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
                                  elem_id="r-strip")
             r_gif = gr.File(label="Download the run as a GIF", height=80)
