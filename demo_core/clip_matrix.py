@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .contrastive import MAX_LOG_SCALE, contrastive_loss, l2_normalize
+from .contrastive import contrastive_loss, l2_normalize
 
 MIN_B, MAX_B = 2, 16
 GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery" / "images"
@@ -153,7 +153,7 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
     this is a demonstration of the objective, not a model to keep."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from .train_clip import build_model
+    from .train_clip import build_model, contrastive_step
 
     cfg = tiny_config()
     g = torch.Generator().manual_seed(seed)
@@ -181,13 +181,7 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
         idx = torch.randperm(len(others), generator=g)[:k]
         px = torch.cat([shown_px, others_px[idx]])
         tk = torch.cat([shown_tok, others_tok[idx]])
-        out = model(px, tk)
-        res = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
-        opt.zero_grad(set_to_none=True)
-        res.loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+        res = contrastive_step(model, opt, px, tk)
         if step % every == 0 or step == steps:
             yield LiveFrame(step, steps, res.loss.item(), look())
 

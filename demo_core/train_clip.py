@@ -113,6 +113,19 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig):
     return normalize(images), tokenizer(captions)
 
 
+def contrastive_step(model, opt, images: torch.Tensor, tokens: torch.Tensor):
+    """One optimisation step on the symmetric contrastive loss; then exp(t) is clamped at 100, as in
+    the paper. Returns the step's ``ContrastiveOutput``."""
+    out = model(images, tokens)
+    res = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+    opt.zero_grad(set_to_none=True)
+    res.loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+    return res
+
+
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
     """Write the model as an open_clip hub-format folder (fp16 safetensors + config)."""
     from safetensors.torch import save_file
@@ -160,13 +173,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         images, tokens = make_batch(data, tokenizer, step, cfg)
-        out = model(images, tokens)
-        res = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
-        opt.zero_grad(set_to_none=True)
-        res.loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, MAX_LOG_SCALE)  # temperature at most 100, as in the paper
+        res = contrastive_step(model, opt, images, tokens)
         step += 1
         if step % 10 == 0 or step == cfg.steps:
             acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
