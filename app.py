@@ -645,7 +645,8 @@ def build_demo(lab: Lab) -> gr.Blocks:
                                                        preprocess=False)
             gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n"
                         "DDPM runs Algorithm 2 for t = T … 1; DDIM takes a shorter, deterministic path (η = 0). "
-                        "Each step the model predicts the noise ε̂; from it follow the clean estimate x̂₀ and x_{t−1}.")
+                        "Each step the model predicts the noise ε̂; from it follow the clean estimate "
+                        "$\\hat x_0$ and $x_{t-1}$.", latex_delimiters=LATEX)
             models = available_ddpms()
             with gr.Row():
                 r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2)

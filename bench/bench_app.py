@@ -6,6 +6,8 @@
 - search: text query on the bundled gallery: encode + FAISS search + thumbnails (thumbnails cached
   after the first call), 12 results;
 - forward: x_t at one t plus both strips and the curves (the forward explorer's click);
+- clip_matrix: the How CLIP learns tab's B = 8 matrix (encode 8 images and captions, three heatmaps);
+  clip_train_live: 300 steps of the live tiny CLIP, streamed frames included;
 - reverse (emoji DDPM, when bundled): time per UNet step, DDIM-50 vs DDPM-1000 wall time, and time
   from the call to the first streamed frame; and one step of the google/ddpm-cifar10-32 architecture
   (random weights) for comparison.
@@ -98,6 +100,11 @@ def main() -> int:
         rows["reverse"] = {"click_to_first_frame_ms": round(first, 1), "ddim50_s": round(ddim, 2),
                            "ddpm1000_s": round(ddpm, 2), "ddim50_over_ddpm1000": round(ddim / ddpm, 4)}
         rows["cifar10_arch_unet_step_batch4"] = cifar_step(x)
+    rows["clip_matrix"] = timed(lambda: lab.clip_matrix("gallery", 8, 0, None, "", 0.03, 0), max(5, args.repeats // 3))
+    t = time.perf_counter()
+    frames = list(lab.clip_train_live("gallery", 8, 0, None, "", 300))
+    rows["clip_train_live_300_steps"] = {"s": round(time.perf_counter() - t, 1), "frames": len(frames),
+                                         "final_status": frames[-1][2]}
     import torch
 
     meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "date": time.strftime("%Y-%m-%d"),
