@@ -15,7 +15,6 @@ checkpoint sees exactly the batches an uninterrupted run would.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -27,7 +26,7 @@ import torch
 
 from .contrastive import MAX_LOG_SCALE, contrastive_loss
 from .emoji_data import EmojiData, augment_batch, sample_caption
-from .training import lr_at, save_checkpoint
+from .training import lr_at, save_checkpoint, training_cli
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -211,30 +210,9 @@ def export_checkpoint(run_dir: str, export: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo_core.train_clip", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
-    ap.add_argument("--run", default="data/runs/mini-clip", help="checkpoint folder; a re-run resumes from it")
-    ap.add_argument("--export", default=None, help="write the trained model here as an open_clip folder")
-    ap.add_argument("--steps", type=int, default=TrainConfig.steps)
-    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    ap.add_argument("--seed", type=int, default=TrainConfig.seed)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--export-only", action="store_true",
-                    help="do not train: export the run's latest checkpoint to --export")
-    args = ap.parse_args(argv)
-    if args.export_only:
-        if not args.export:
-            ap.error("--export-only needs --export DIR")
-        print(json.dumps(export_checkpoint(args.run, args.export)))
-        return 0
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    try:
-        summary = train(args.data, args.run, cfg, export=args.export, threads=args.threads)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+    return training_cli(argv, prog="python -m demo_core.train_clip", doc=__doc__, run_default="data/runs/mini-clip",
+                        export_help="write the trained model here as an open_clip folder", config_cls=TrainConfig, train=train,
+                        export_checkpoint=export_checkpoint)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ exported folder is a diffusers ``DDPMPipeline`` (unet/ + scheduler/), loaded wit
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -29,7 +28,7 @@ import torch
 
 from .diffusion import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .training import lr_at, save_checkpoint
+from .training import lr_at, save_checkpoint, training_cli
 
 
 @dataclass
@@ -170,30 +169,9 @@ def export_checkpoint(run_dir: str, export: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo_core.train_ddpm", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="data/emoji")
-    ap.add_argument("--run", default="data/runs/emoji-ddpm", help="checkpoint folder; a re-run resumes from it")
-    ap.add_argument("--export", default=None, help="write the EMA model here as a diffusers DDPMPipeline")
-    ap.add_argument("--steps", type=int, default=DdpmConfig.steps)
-    ap.add_argument("--batch-size", type=int, default=DdpmConfig.batch_size)
-    ap.add_argument("--seed", type=int, default=DdpmConfig.seed)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--export-only", action="store_true",
-                    help="do not train: export the run's latest checkpoint to --export")
-    args = ap.parse_args(argv)
-    if args.export_only:
-        if not args.export:
-            ap.error("--export-only needs --export DIR")
-        print(json.dumps(export_checkpoint(args.run, args.export)))
-        return 0
-    cfg = DdpmConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    try:
-        summary = train(args.data, args.run, cfg, export=args.export, threads=args.threads)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+    return training_cli(argv, prog="python -m demo_core.train_ddpm", doc=__doc__, run_default="data/runs/emoji-ddpm",
+                        export_help="write the EMA model here as a diffusers DDPMPipeline", config_cls=DdpmConfig, train=train,
+                        export_checkpoint=export_checkpoint)
 
 
 if __name__ == "__main__":
