@@ -701,12 +701,15 @@ def build_demo(lab: Lab) -> gr.Blocks:
                         "Training pushes the diagonal up and everything else down.")
             with gr.Row():
                 with gr.Column(scale=1):
-                    m_source = gr.Radio(["gallery", "my images"], value="gallery", label="Pairs from")
+                    m_source = gr.Radio(["gallery", "my images"], value="gallery", label="Pairs from",
+                                        elem_id="m-source")
                     m_B = gr.Slider(clip_matrix.MIN_B, clip_matrix.MAX_B, value=8, step=1, label="B (gallery pairs)")
                     m_seed = gr.Number(0, precision=0, label="Seed (which gallery pairs)")
                     with gr.Accordion("My images and captions", open=False):
-                        m_files = gr.File(label="Images (2–16)", file_count="multiple", file_types=["image"])
-                        m_caps = gr.Textbox(label="Captions, one per line, in the same order", lines=4)
+                        m_files = gr.File(label="Images (2–16)", file_count="multiple", file_types=["image"],
+                                          elem_id="m-files")
+                        m_caps = gr.Textbox(label="Captions, one per line, in the same order", lines=4,
+                                            elem_id="m-caps")
                     m_temp = gr.Slider(0.01, 1.0, value=round(1 / lab._clip.logit_scale, 4) if lab._clip else 0.03,
                                        step=0.001,
                                        label="Temperature τ = 1 / exp(t) (the model's learned value to start)")
@@ -727,6 +730,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                       api_visibility="private", show_progress="hidden")  # the model's own τ, once loaded
             m_inputs = [m_source, m_B, m_seed, m_files, m_caps, m_temp, m_shuffle]
             m_outputs = [m_cos, m_rows, m_cols, m_summary]
+            m_files.upload(lambda: "my images", None, m_source, api_visibility="private")  # uploading = using them
             m_run.click(gpu(lab.clip_matrix), m_inputs, m_outputs, api_name="clip_matrix")
             m_temp.release(lab.clip_matrix, m_inputs, m_outputs, api_visibility="private")
             m_shuffle_btn.click(lambda k: int(k or 0) + 1, m_shuffle, m_shuffle, api_visibility="private").then(

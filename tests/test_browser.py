@@ -145,6 +145,18 @@ def test_how_clip_learns_tab_matrix_shuffle_and_live_training(page, tmp_path):
     _screenshot(page, "clip-learns.png", tmp_path)
 
 
+def test_how_clip_learns_tab_with_my_own_images_and_captions(page):
+    page.get_by_role("tab", name="How CLIP learns").click()
+    page.get_by_text("My images and captions").click()
+    page.locator("#m-files input[type=file]").set_input_files(
+        [str(EXAMPLES / f) for f in ("cat.png", "dog.png", "automobile.png")])
+    page.wait_for_function("document.querySelector('#m-source input[value=\"my images\"]').checked", timeout=30_000)
+    page.locator("#m-caps textarea").fill("a cat\na dog\na car")
+    page.locator("#m-run").click()
+    summary = _wait_text(page, "#m-summary", "B = 3", 60_000)
+    assert "in order" in summary
+
+
 def test_empty_labels_show_a_plain_error(page):
     # Last in the file: its error toast would otherwise sit on the other tabs' screenshots.
     page.get_by_role("tab", name="Zero-shot labels").click()
