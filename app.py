@@ -717,7 +717,7 @@ def build_demo(lab: Lab) -> gr.Blocks:
                     with gr.Row():
                         m_run = gr.Button("Show the matrix", variant="primary", elem_id="m-run")
                         m_shuffle_btn = gr.Button("Shuffle captions", elem_id="m-shuffle")
-                        m_order_btn = gr.Button("Put captions back")
+                        m_order_btn = gr.Button("Put captions back", elem_id="m-order")
                 with gr.Column(scale=1):
                     m_summary = gr.Markdown(elem_id="m-summary")
                     gr.Markdown("The lecture's pseudo-code, computed exactly as written:\n```python\n"
