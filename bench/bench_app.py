@@ -16,9 +16,7 @@ Cold = first call; warm = median of the rest.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import app  # noqa: E402
+from _report import report  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def timed(fn, repeats: int) -> dict:
@@ -105,13 +104,7 @@ def main() -> int:
     frames = list(lab.clip_train_live("gallery", 8, 0, None, "", 300))
     rows["clip_train_live_300_steps"] = {"s": round(time.perf_counter() - t, 1), "frames": len(frames),
                                          "final_status": frames[-1][2]}
-    import torch
-
-    meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "date": time.strftime("%Y-%m-%d"),
-            "model": lab.clip.name}
-    print(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report(rows, args.out, model=lab.clip.name)
     return 0
 
 

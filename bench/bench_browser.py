@@ -11,9 +11,7 @@ click overhead, about a second here, is not counted). Also timed: the whole DDIM
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -53,6 +51,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     import app
+    from _report import report
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,13 +92,7 @@ def main() -> int:
                                                 "max": round(max(first), 1)},
             "reverse_ddim50_click_to_done_s": {"median": round(statistics.median(whole), 2)},
             "clip_matrix_click_to_table_ms": {"first": round(matrix[0], 1), "median": round(statistics.median(matrix), 1)}}
-    import torch
-
-    meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "date": time.strftime("%Y-%m-%d"),
-            "repeats": args.repeats}
-    print(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report(rows, args.out, repeats=args.repeats)
     return 0
 
 
