@@ -16,17 +16,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-first: no 
 
 import gradio as gr
 
-from demo_core.clip import DEFAULT_TEMPLATES, ClipModel, InputError, parse_labels, parse_templates
+from demo_core.clip.model import DEFAULT_TEMPLATES, ClipModel, InputError, parse_labels, parse_templates
 from demo_core.device import pick_device
-from demo_core.diffusion import Schedule
-from demo_core import clip_matrix, forward_view, toy2d
-from demo_core.ddpm_models import BUNDLED_DDPMS, available_ddpms, hub_note, load_ddpm
-from demo_core.reverse_view import ReverseRun, run_reverse
+from demo_core.diffusion.ddpm import Schedule
+from demo_core.clip import matrix as clip_matrix
+from demo_core.diffusion import forward_view, toy2d
+from demo_core.diffusion.models import BUNDLED_DDPMS, available_ddpms, hub_note, load_ddpm
+from demo_core.diffusion.reverse_view import ReverseRun, run_reverse
 from demo_core.images import ImageError, load_image
-from demo_core.indexing import build_index
+from demo_core.search.builder import build_index
 from demo_core.registry import ASSETS, resolve_clip_spec
-from demo_core.retrieval import ImageIndex, IndexProblem
-from demo_core.search import image_query_vector, parse_query, text_query_vector, thumbnail
+from demo_core.search.index import ImageIndex, IndexProblem
+from demo_core.search.query import image_query_vector, parse_query, text_query_vector, thumbnail
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only while a decorated function runs
     import spaces

@@ -75,8 +75,8 @@ def main() -> int:
     if "emoji-ddpm" in app.available_ddpms():
         import torch
 
-        from demo_core.ddpm_models import load_ddpm
-        from demo_core.reverse_view import run_reverse
+        from demo_core.diffusion.models import load_ddpm
+        from demo_core.diffusion.reverse_view import run_reverse
 
         m = load_ddpm("emoji-ddpm", "cpu")
         x = torch.randn(4, 3, m.sample_size, m.sample_size)

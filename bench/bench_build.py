@@ -4,7 +4,7 @@
 
 Image set: N photo-like JPEGs (1024x768, made by resizing, cropping and recolouring scikit-image's
 public-domain samples; seeded) in a temp folder. Three timings per model, same images:
-- builder: ``demo_core.indexing.build_index`` into a fresh index (batched, threaded decode);
+- builder: ``demo_core.search.builder.build_index`` into a fresh index (batched, threaded decode);
 - naive: for each file, decode -> preprocess -> encode one image;
 - ceiling: the model forward alone on pre-decoded, pre-processed tensors in batches of 64.
 ViT-B-32 runs with random weights (no pretrained weights are reachable here); speed is the same.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from demo_core.clip import ClipModel  # noqa: E402
+from demo_core.clip.model import ClipModel  # noqa: E402
 from demo_core.device import pick_device  # noqa: E402
 from demo_core.images import load_image  # noqa: E402
-from demo_core.indexing import build_index  # noqa: E402
+from demo_core.search.builder import build_index  # noqa: E402
 from demo_core.registry import ClipSpec  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from demo_core.retrieval import _exact_top10, _near_queries, build_ann, recall_at_10, search_ann  # noqa: E402
+from demo_core.search.index import _exact_top10, _near_queries, build_ann, recall_at_10, search_ann  # noqa: E402
 
 
 def clustered(n: int, dim: int, rng) -> np.ndarray:
@@ -33,7 +33,7 @@ def clustered(n: int, dim: int, rng) -> np.ndarray:
 
 
 def tiled_real(n: int, rng) -> np.ndarray:
-    from demo_core.retrieval import ImageIndex
+    from demo_core.search.index import ImageIndex
 
     _, base = ImageIndex(Path(__file__).resolve().parent.parent / "assets/gallery/index", readonly=True).load_vectors()
     x = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.15 / np.sqrt(base.shape[1]), (n, base.shape[1])).astype(np.float32)

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from demo_core.ddpm_models import load_ddpm  # noqa: E402
-from demo_core.diffusion import Schedule  # noqa: E402
-from demo_core.samplers import ddim_sampler, ddpm_sampler, initial_noise  # noqa: E402
+from demo_core.diffusion.models import load_ddpm  # noqa: E402
+from demo_core.diffusion.ddpm import Schedule  # noqa: E402
+from demo_core.diffusion.samplers import ddim_sampler, ddpm_sampler, initial_noise  # noqa: E402
 
 
 def grid(x: torch.Tensor, per_row: int = 8, scale: int = 2) -> Image.Image:

@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from demo_core.clip import ClipModel
-    from demo_core.indexing import build_index
+    from demo_core.clip.model import ClipModel
+    from demo_core.search.builder import build_index
     from demo_core.registry import resolve_clip_spec
-    from demo_core.retrieval import ImageIndex, IndexProblem
+    from demo_core.search.index import ImageIndex, IndexProblem
 
     requested = args.model
     if requested is None and (out / "meta.sqlite").exists():

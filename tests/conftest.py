@@ -16,7 +16,7 @@ EXAMPLES = ROOT / "assets" / "examples"
 
 @pytest.fixture(scope="session")
 def bundled_clip():
-    from demo_core.clip import ClipModel
+    from demo_core.clip.model import ClipModel
 
     return ClipModel.load("mini-clip", "cpu")
 
@@ -26,7 +26,7 @@ def tiny_clip_folder(tmp_path_factory):
     """A tiny randomly initialised open_clip model saved in the hub's folder format."""
     import torch
 
-    from demo_core.train_clip import MiniClipConfig, build_model, export_open_clip_folder
+    from demo_core.training.train_clip import MiniClipConfig, build_model, export_open_clip_folder
 
     torch.manual_seed(0)
     cfg = MiniClipConfig(embed_dim=16, vision_layers=(1, 1, 1, 1), vision_width=8, text_width=16,

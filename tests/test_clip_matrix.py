@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from demo_core import clip_matrix
-from demo_core.clip_matrix import batch_matrix, caption_order, gallery_pairs, pick_pairs, train_live
+from demo_core.clip import matrix as clip_matrix
+from demo_core.clip.matrix import batch_matrix, caption_order, gallery_pairs, pick_pairs, train_live
 
 
 def _pseudocode_loss(I_f: np.ndarray, T_f: np.ndarray, t: float) -> float:

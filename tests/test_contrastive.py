@@ -5,7 +5,7 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from demo_core.contrastive import MAX_LOGIT_SCALE, contrastive_loss
+from demo_core.clip.contrastive import MAX_LOGIT_SCALE, contrastive_loss
 
 
 @pytest.mark.parametrize("batch,dim,scale", [(2, 8, 1.0), (16, 32, 14.3), (64, 128, 100.0)])

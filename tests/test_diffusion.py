@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from demo_core.diffusion import Schedule, ddim_timesteps, predict_x0, q_sample
-from demo_core.samplers import ddim_sampler, ddpm_sampler, initial_noise
+from demo_core.diffusion.ddpm import Schedule, ddim_timesteps, predict_x0, q_sample
+from demo_core.diffusion.samplers import ddim_sampler, ddpm_sampler, initial_noise
 
 DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from demo_core import emoji_data
-from demo_core.emoji_data import augment_batch, concept_of, make_split, sample_caption
+from demo_core.training import emoji_data
+from demo_core.training.emoji_data import augment_batch, concept_of, make_split, sample_caption
 
 needs_font = pytest.mark.skipif(not any(os.path.exists(p) for p in emoji_data.FONT_PATHS),
                                 reason="fonts-noto-color-emoji is not installed (.ci/run installs it)")

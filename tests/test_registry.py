@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from demo_core import registry
-from demo_core.clip import ClipModel
+from demo_core.clip.model import ClipModel
 from demo_core.registry import parse_clip_spec, resolve_clip_spec
 
 

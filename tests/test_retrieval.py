@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_core.indexing import build_index, scan
-from demo_core.retrieval import ImageIndex, IndexProblem
-from demo_core.search import InputError, image_query_vector, parse_query, text_query_vector
+from demo_core.search.builder import build_index, scan
+from demo_core.search.index import ImageIndex, IndexProblem
+from demo_core.search.query import InputError, image_query_vector, parse_query, text_query_vector
 from tests.conftest import EXAMPLES, ROOT
 
 
@@ -82,7 +82,7 @@ def test_rerun_is_incremental_with_add_remove_rename(collection, tmp_path, bundl
 
 
 def test_model_mismatch_says_how_to_rebuild(collection, tmp_path, bundled_clip, tiny_clip_folder):
-    from demo_core.clip import ClipModel
+    from demo_core.clip.model import ClipModel
 
     _build(collection, tmp_path / "idx", bundled_clip)
     tiny = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
@@ -170,7 +170,7 @@ def _clustered(n, dim, seed=0):
 
 
 def test_ann_index_reaches_target_recall_and_reranks_exactly():
-    from demo_core.retrieval import build_ann, search_ann
+    from demo_core.search.index import build_ann, search_ann
 
     vecs = _clustered(6000, 32)
     ids = np.arange(6000, dtype=np.int64) * 3 + 7  # ids need not be row numbers
@@ -187,7 +187,7 @@ def test_ann_index_reaches_target_recall_and_reranks_exactly():
 
 def test_ann_index_survives_save_and_reload(collection, tmp_path, bundled_clip, monkeypatch):
     """An index over the ANN threshold is written, reopened read-only and searched the same way."""
-    import demo_core.retrieval as r
+    import demo_core.search.index as r
 
     out = tmp_path / "idx"
     _build(collection, out, bundled_clip)

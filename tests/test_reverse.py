@@ -4,9 +4,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from demo_core import ddpm_models
-from demo_core.ddpm_models import load_ddpm
-from demo_core.reverse_view import run_reverse
+from demo_core.diffusion import models as ddpm_models
+from demo_core.diffusion.models import load_ddpm
+from demo_core.diffusion.reverse_view import run_reverse
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def test_stop_keeps_the_frames_so_far(tiny_ddpm_folder, monkeypatch):
 
 def test_bundled_emoji_ddpm_turns_noise_into_emoji_on_white():
     """The bundled model, loaded like a hub one, denoises: white background appears, noise goes."""
-    from demo_core.diffusion import Schedule
-    from demo_core.samplers import ddim_sampler, initial_noise
+    from demo_core.diffusion.ddpm import Schedule
+    from demo_core.diffusion.samplers import ddim_sampler, initial_noise
 
     m = load_ddpm("emoji-ddpm", "cpu")
     assert (m.T, m.sample_size) == (1000, 32)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from demo_core import toy2d
+from demo_core.diffusion import toy2d
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from demo_core.train_clip import MiniClipConfig, TrainConfig, export_checkpoint, train
+from demo_core.training.train_clip import MiniClipConfig, TrainConfig, export_checkpoint, train
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
 
 
 def test_checkpoint_exports_as_a_loadable_open_clip_folder(toy_data, tmp_path):
-    from demo_core.clip import ClipModel
+    from demo_core.clip.model import ClipModel
 
     train(str(toy_data), str(tmp_path / "run"), _cfg(2))
     summary = export_checkpoint(str(tmp_path / "run"), str(tmp_path / "export"))
@@ -59,17 +59,17 @@ def test_checkpoint_exports_as_a_loadable_open_clip_folder(toy_data, tmp_path):
     assert emb.shape == (2, 16) and model.logit_scale <= 100.0
 
 
-# --- emoji DDPM (demo_core.train_ddpm) ---
+# --- emoji DDPM (demo_core.training.train_ddpm) ---
 
 def _ddpm_cfg(steps):
-    from demo_core.train_ddpm import DdpmConfig
+    from demo_core.training.train_ddpm import DdpmConfig
 
     return DdpmConfig(steps=steps, batch_size=4, warmup=1, T=50, block_out_channels=(8, 16, 16),
                       ema_decay=0.9, checkpoint_every=2)
 
 
 def test_debiased_ema_forgets_the_random_initial_weights():
-    from demo_core.train_ddpm import debias_ema
+    from demo_core.training.train_ddpm import debias_ema
 
     init, target, ema, d = torch.randn(5), torch.full((5,), 0.5), None, 0.999
     ema = init.clone()
@@ -81,8 +81,8 @@ def test_debiased_ema_forgets_the_random_initial_weights():
 
 
 def test_ddpm_training_resumes_identically_and_exports_a_loadable_pipeline(toy_data, tmp_path):
-    from demo_core.ddpm_models import load_ddpm
-    from demo_core.train_ddpm import train as train_ddpm
+    from demo_core.diffusion.models import load_ddpm
+    from demo_core.training.train_ddpm import train as train_ddpm
 
     full = train_ddpm(str(toy_data), str(tmp_path / "full"), _ddpm_cfg(4), export=str(tmp_path / "export"))
     train_ddpm(str(toy_data), str(tmp_path / "split"), _ddpm_cfg(4), stop_at=2)

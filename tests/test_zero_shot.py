@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from demo_core.clip import DEFAULT_TEMPLATES, InputError, parse_labels, parse_templates
+from demo_core.clip.model import DEFAULT_TEMPLATES, InputError, parse_labels, parse_templates
 from tests.conftest import EXAMPLES
 
 

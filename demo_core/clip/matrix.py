@@ -24,10 +24,11 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..registry import ASSETS
 from .contrastive import contrastive_loss, l2_normalize
 
 MIN_B, MAX_B = 2, 16
-GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery" / "images"
+GALLERY = ASSETS / "gallery" / "images"
 PHOTO_CAPTIONS = {  # the bundled scikit-image photos (see gallery.py)
     "cat_chelsea": "a cat", "astronaut": "an astronaut", "coffee_cup": "a cup of coffee",
     "rocket_launch": "a rocket launch", "cameraman": "a man with a camera", "horse_silhouette": "a horse",
@@ -130,7 +131,7 @@ class LiveFrame:
 
 
 def _pixels(images: Sequence, size: int) -> torch.Tensor:
-    from .train_clip import normalize
+    from ..training.train_clip import normalize
 
     import numpy as np
 
@@ -139,7 +140,7 @@ def _pixels(images: Sequence, size: int) -> torch.Tensor:
 
 
 def tiny_config():
-    from .train_clip import MiniClipConfig
+    from ..training.train_clip import MiniClipConfig
 
     return MiniClipConfig(embed_dim=64, image_size=32, vision_layers=(1, 1, 1, 1), vision_width=16,
                           context_length=16, text_width=64, text_heads=4, text_layers=2)
@@ -153,7 +154,7 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
     this is a demonstration of the objective, not a model to keep."""
     from open_clip.tokenizer import SimpleTokenizer
 
-    from .train_clip import build_model, contrastive_step
+    from ..training.train_clip import build_model, contrastive_step
 
     cfg = tiny_config()
     g = torch.Generator().manual_seed(seed)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .diffusion import Schedule, q_sample
+from .ddpm import Schedule, q_sample
 from .samplers import Step, ddpm_sampler, initial_noise
 
 Shape = Literal["swiss roll", "two moons", "rings"]

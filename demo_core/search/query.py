@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clip import ClipModel, InputError
-from .images import load_image
-from .retrieval import Hit, ImageIndex
+from ..clip.model import ClipModel, InputError
+from ..images import load_image
+from .index import Hit, ImageIndex
 
 THUMB_SIZE = 256
 MAX_QUERY_TERMS = 16

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Literal
 
 import torch
 
-from .diffusion import Schedule, ddim_step, ddim_timesteps, ddpm_step, predict_x0
+from .ddpm import Schedule, ddim_step, ddim_timesteps, ddpm_step, predict_x0
 
 EpsModel = Callable[[torch.Tensor, int], torch.Tensor]
 

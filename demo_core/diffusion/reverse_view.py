@@ -13,8 +13,8 @@ from typing import Iterator, Literal
 import torch
 from PIL import Image
 
-from .ddpm_models import DdpmModel
-from .diffusion import Schedule
+from .models import DdpmModel
+from .ddpm import Schedule
 from .samplers import Step, ddim_sampler, ddpm_sampler, initial_noise
 
 SamplerName = Literal["DDPM", "DDIM"]

@@ -1,6 +1,6 @@
 """Train the bundled emoji DDPM (Algorithm 1 of Ho et al. 2020) at 32x32 with a small diffusers UNet.
 
-    python -m demo_core.train_ddpm --data data/emoji --run data/runs/emoji-ddpm \
+    python -m demo_core.training.train_ddpm --data data/emoji --run data/runs/emoji-ddpm \
         --export assets/models/emoji-ddpm                   # resumable: re-run to continue
 
 Algorithm 1, as on the slides:
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from .diffusion import Schedule, q_sample
+from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .training import lr_at, save_checkpoint, training_cli
+from .loop import lr_at, save_checkpoint, training_cli
 
 
 @dataclass
@@ -150,7 +150,7 @@ def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = Non
                "final_loss_ema100": log[-1]["loss"] if log else None, "train_emoji": len(data)}
     (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
     if export:
-        export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.train_ddpm", **summary, "config": asdict(cfg)})
+        export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.training.train_ddpm", **summary, "config": asdict(cfg)})
         print(f"exported to {export}", flush=True)
     return summary
 
@@ -164,12 +164,12 @@ def export_checkpoint(run_dir: str, export: str) -> dict:
     log = state["log"]
     summary = {"steps": state["step"], "of_steps": cfg.steps, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
                "final_loss_ema100": log[-1]["loss"] if log else None}
-    export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.train_ddpm", **summary, "config": asdict(cfg)})
+    export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.training.train_ddpm", **summary, "config": asdict(cfg)})
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return training_cli(argv, prog="python -m demo_core.train_ddpm", doc=__doc__, run_default="data/runs/emoji-ddpm",
+    return training_cli(argv, prog="python -m demo_core.training.train_ddpm", doc=__doc__, run_default="data/runs/emoji-ddpm",
                         export_help="write the EMA model here as a diffusers DDPMPipeline", config_cls=DdpmConfig, train=train,
                         export_checkpoint=export_checkpoint)
 

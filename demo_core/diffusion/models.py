@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .device import DeviceChoice, pick_device
-from .registry import ASSETS, hub_offline, hub_offline_mode
+from ..device import DeviceChoice, pick_device
+from ..registry import ASSETS, hub_offline, hub_offline_mode
 
 BUNDLED_DDPMS = {"emoji-ddpm": ASSETS / "models" / "emoji-ddpm"}
 HUB_DDPMS = ("google/ddpm-cifar10-32",)

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import torch
 
-from .device import DeviceChoice, pick_device
-from .registry import ClipSpec, Resolution, hub_offline_mode, is_cached, parse_clip_spec
+from ..device import DeviceChoice, pick_device
+from ..registry import ClipSpec, Resolution, hub_offline_mode, is_cached, parse_clip_spec
 
 # No trailing full stop: the bundled mini-clip never saw one in training, and on its *training*
 # emoji a period costs 17 points of zero-shot accuracy (0.66 -> 0.48); OpenAI's CLIP does not mind.

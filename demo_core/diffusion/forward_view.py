@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .diffusion import Schedule, q_sample
+from .ddpm import Schedule, q_sample
 
 DISPLAY_SIZE = 256
 STRIP_FRACTIONS = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)

@@ -1,7 +1,7 @@
 """Train the bundled mini-CLIP on rendered emoji (the lecture's contrastive pre-training).
 
-    python -m demo_core.emoji_data --out data/emoji          # make the data (seconds)
-    python -m demo_core.train_clip --data data/emoji --run data/runs/mini-clip \
+    python -m demo_core.training.emoji_data --out data/emoji          # make the data (seconds)
+    python -m demo_core.training.train_clip --data data/emoji --run data/runs/mini-clip \
         --export assets/models/mini-clip                    # train, resumable, then export
 
 The model is open_clip's ``CLIP`` class with a small CLIP-ResNet image tower and a small text
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .contrastive import MAX_LOG_SCALE, contrastive_loss
+from ..clip.contrastive import MAX_LOG_SCALE, contrastive_loss
 from .emoji_data import EmojiData, augment_batch, sample_caption
-from .training import lr_at, save_checkpoint, training_cli
+from .loop import lr_at, save_checkpoint, training_cli
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -189,7 +189,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     if export:
         model.eval()
         export_open_clip_folder(model, cfg.model, Path(export),
-                                {"name": "mini-clip", "trained_by": "demo_core.train_clip", **summary})
+                                {"name": "mini-clip", "trained_by": "demo_core.training.train_clip", **summary})
         print(f"exported to {export}", flush=True)
     return summary
 
@@ -205,12 +205,12 @@ def export_checkpoint(run_dir: str, export: str) -> dict:
     summary = {"steps": state["step"], "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
                "final_loss": log[-1]["loss"] if log else None}
     export_open_clip_folder(model.eval(), mcfg, Path(export),
-                            {"name": "mini-clip", "trained_by": "demo_core.train_clip", **summary})
+                            {"name": "mini-clip", "trained_by": "demo_core.training.train_clip", **summary})
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return training_cli(argv, prog="python -m demo_core.train_clip", doc=__doc__, run_default="data/runs/mini-clip",
+    return training_cli(argv, prog="python -m demo_core.training.train_clip", doc=__doc__, run_default="data/runs/mini-clip",
                         export_help="write the trained model here as an open_clip folder", config_cls=TrainConfig, train=train,
                         export_checkpoint=export_checkpoint)
 

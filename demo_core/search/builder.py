@@ -18,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from .images import ImageError, header_size, load_image
-from .retrieval import ImageIndex, IndexProblem, now_iso
+from ..images import ImageError, header_size, load_image
+from .index import ImageIndex, IndexProblem, now_iso
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 

@@ -5,7 +5,7 @@ The bundled mini-CLIP is trained on this. Nothing here is downloaded:
 - names and aliases come from the ``emoji`` package (CLDR short names);
 - keywords come from Debian's ``unicode-cldr-core`` annotations, when that package is installed.
 
-``python -m demo_core.emoji_data --out data/emoji`` writes ``glyphs.npy`` (N, S, S, 4 uint8 RGBA,
+``python -m demo_core.training.emoji_data --out data/emoji`` writes ``glyphs.npy`` (N, S, S, 4 uint8 RGBA,
 each glyph centred on a transparent square) and ``meta.json`` (one record per emoji: char, name,
 aliases, keywords, split). The held-out split is fixed by a hash of the emoji's name, so it is the
 same on every machine, and held-out emoji are never shown to training.
@@ -209,7 +209,7 @@ class EmojiData:
         if not (data_dir / "meta.json").exists():
             raise FileNotFoundError(
                 f"No emoji dataset in {data_dir}; make one with "
-                f"`python -m demo_core.emoji_data --out {data_dir}`"
+                f"`python -m demo_core.training.emoji_data --out {data_dir}`"
             )
         records = json.loads((data_dir / "meta.json").read_text())
         glyphs = np.load(data_dir / "glyphs.npy")
@@ -324,7 +324,7 @@ def write_examples(out_dir: Path, data_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m demo_core.emoji_data",
+        prog="python -m demo_core.training.emoji_data",
         description="Render the Noto Color Emoji font into an image-caption dataset "
         "(glyphs.npy + meta.json) with a fixed held-out split.",
     )

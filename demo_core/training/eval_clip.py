@@ -1,6 +1,6 @@
 """Evaluate a CLIP model on the held-out emoji (never seen in training).
 
-    python -m demo_core.eval_clip --model mini-clip --data data/emoji [--random-floor] [--out results.json]
+    python -m demo_core.training.eval_clip --model mini-clip --data data/emoji [--random-floor] [--out results.json]
 
 Reports:
 - zero-shot top-1 over the everyday concepts in ``emoji_data.EVAL_CONCEPTS`` (cat, dog, car, tree,
@@ -22,7 +22,7 @@ import time
 import torch
 from PIL import Image
 
-from .clip import DEFAULT_TEMPLATES, ClipModel
+from ..clip.model import DEFAULT_TEMPLATES, ClipModel
 from .emoji_data import EVAL_CONCEPTS, EmojiData, concept_of, render_fixed
 
 
@@ -71,16 +71,16 @@ def random_init_like(clip: ClipModel, seed: int = 0) -> ClipModel:
             module.reset_parameters()
     if hasattr(model, "initialize_parameters"):
         model.initialize_parameters()
-    from .registry import ClipSpec
+    from ..registry import ClipSpec
 
     spec = ClipSpec(f"{clip.spec.spec} (random init)", "local", clip.spec.model_name)
     return ClipModel(model, clip.preprocess, clip.tokenizer, spec, clip.device)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo_core.eval_clip", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m demo_core.training.eval_clip", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="mini-clip", help="CLIP spec to evaluate (default: mini-clip)")
-    ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
+    ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--renders", type=int, default=4, help="augmented renders per held-out emoji")
     ap.add_argument("--random-floor", action="store_true", help="also score a random-init model of the same shape")
     ap.add_argument("--out", default=None, help="write the results as JSON here")

@@ -1,6 +1,6 @@
 """The bundled search gallery: emoji renders plus public-domain photos that scikit-image ships.
 
-    python -m demo_core.gallery --data data/emoji --out assets/gallery/images
+    python -m demo_core.training.gallery --data data/emoji --out assets/gallery/images
     python index_builder assets/gallery/images --out assets/gallery/index --model mini-clip
 
 Emoji: every held-out emoji of an evaluation concept, then a seeded sample of the other held-out
@@ -65,7 +65,7 @@ def write_gallery(data_dir: Path, out: Path, n_other: int = 220, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo_core.gallery", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m demo_core.training.gallery", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji")
     ap.add_argument("--out", default="assets/gallery/images")
     args = ap.parse_args(argv)

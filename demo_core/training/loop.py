@@ -36,7 +36,7 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
     ``train(data, run, cfg, export=, threads=)`` and ``export_checkpoint(run, export)`` are the
     script's own; ``config_cls(steps=, batch_size=, seed=)`` builds its config."""
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
-    ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
+    ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it")
     ap.add_argument("--export", default=None, help=export_help)
     ap.add_argument("--steps", type=int, default=config_cls.steps)
