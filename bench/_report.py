@@ -1,4 +1,4 @@
-"""The tail every app-level bench shares: machine and date, printed and optionally saved as JSON."""
+"""The tail every bench shares: machine and date, printed and optionally saved as JSON."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 
-def report(rows: dict, out: str | None, **meta) -> None:
+def report(rows: dict | list, out: str | None, **meta) -> None:
+    """Print {"meta": machine, date and `meta`, "rows": rows} as JSON; also write it to `out` if given."""
     import torch
 
     meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}",

@@ -1,4 +1,5 @@
-"""End-to-end latencies of the app's main actions, called the way the UI calls them (Lab methods).
+"""End-to-end latencies of the app's main actions, through the UI's own handlers (the functions its
+API endpoints run).
 
     python bench/bench_app.py [--repeats 30] [--out bench/app.json]
 
@@ -28,6 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import app  # noqa: E402
 from _report import report  # noqa: E402  (bench/ is on sys.path when run as a script)
+from demo_core.diffusion.models import available_ddpms  # noqa: E402
+from demo_core.engine import Engine  # noqa: E402
+from ui.common import EXAMPLES  # noqa: E402
 
 
 def timed(fn, repeats: int) -> dict:
@@ -63,16 +67,17 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    lab = app.Lab("mini-clip", "cpu")
-    cat = str(app.EXAMPLES / "cat.png")
-    rows = {"classify": timed(lambda: lab.classify(cat, "cat, dog, car, tree, pizza", "a photo of a {}", True),
+    engine = Engine("mini-clip", "cpu")
+    handlers = {dep.api_name: dep.fn for dep in app.build_demo(engine).fns.values()}  # endpoint -> its handler
+    cat = str(EXAMPLES / "cat.png")
+    rows = {"classify": timed(lambda: handlers["classify"](cat, "cat, dog, car, tree, pizza", "a photo of a {}", True),
                               args.repeats)}
-    if lab.index_folders:
-        name = next(iter(lab.index_folders))
+    if engine.index_names():
+        name = engine.index_names()[0]
         queries = iter(["cat", "dog", "a red car", "tree", "astronaut", "coffee cup"] * args.repeats)
-        rows["search"] = timed(lambda: lab.search(next(queries), name, 12), args.repeats)
-    rows["forward"] = timed(lambda: lab.forward(cat, 250, "linear", 1000), max(5, args.repeats // 3))
-    if "emoji-ddpm" in app.available_ddpms():
+        rows["search"] = timed(lambda: handlers["search"](next(queries), name, 12), args.repeats)
+    rows["forward"] = timed(lambda: handlers["forward"](cat, 250, "linear", 1000), max(5, args.repeats // 3))
+    if "emoji-ddpm" in available_ddpms():
         import torch
 
         from demo_core.diffusion.models import load_ddpm
@@ -84,7 +89,7 @@ def main() -> int:
             step = timed(lambda: m.eps(x, 500), 20)
         rows["ddpm_unet_step_batch4"] = step
         t = time.perf_counter()
-        gen = lab.sample("emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
+        gen = handlers["sample"]("emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
         next(gen)
         first = (time.perf_counter() - t) * 1000
         gen.close()
@@ -99,12 +104,13 @@ def main() -> int:
         rows["reverse"] = {"click_to_first_frame_ms": round(first, 1), "ddim50_s": round(ddim, 2),
                            "ddpm1000_s": round(ddpm, 2), "ddim50_over_ddpm1000": round(ddim / ddpm, 4)}
         rows["cifar10_arch_unet_step_batch4"] = cifar_step(x)
-    rows["clip_matrix"] = timed(lambda: lab.clip_matrix("gallery", 8, 0, None, "", 0.03, 0), max(5, args.repeats // 3))
+    rows["clip_matrix"] = timed(lambda: handlers["clip_matrix"]("gallery", 8, 0, None, "", 0.03, 0),
+                                max(5, args.repeats // 3))
     t = time.perf_counter()
-    frames = list(lab.clip_train_live("gallery", 8, 0, None, "", 300))
+    frames = list(handlers["clip_train"]("gallery", 8, 0, None, "", 300))
     rows["clip_train_live_300_steps"] = {"s": round(time.perf_counter() - t, 1), "frames": len(frames),
                                          "final_status": frames[-1][2]}
-    report(rows, args.out, model=lab.clip.name)
+    report(rows, args.out, model=engine.clip.name)
     return 0
 
 

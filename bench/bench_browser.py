@@ -52,11 +52,12 @@ def main() -> int:
 
     import app
     from _report import report
+    from demo_core.engine import Engine
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = app.build_demo(app.Lab("mini-clip", "cpu"))
+    demo = app.build_demo(Engine("mini-clip", "cpu"))
     demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port,
                                                    prevent_thread_lock=True, quiet=True)
     first, whole, matrix = [], [], []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _report import report  # noqa: E402  (bench/ is on sys.path when run as a script)
 from demo_core.clip.model import ClipModel  # noqa: E402
 from demo_core.device import pick_device  # noqa: E402
 from demo_core.images import load_image  # noqa: E402
@@ -88,10 +88,7 @@ def main() -> int:
                    "builder_vs_ceiling": round(builder / ceiling, 3), "builder_vs_naive": round(builder / naive, 2)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}",
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report(rows, args.out, torch=torch.__version__)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from demo_core.search.index import _exact_top10, _near_queries, build_ann, recall_at_10, search_ann  # noqa: E402
+from _report import report  # noqa: E402  (bench/ is on sys.path when run as a script)
+from demo_core.search.index import exact_top10, near_queries, build_ann, recall_at_10, search_ann  # noqa: E402
 
 
 def clustered(n: int, dim: int, rng) -> np.ndarray:
@@ -49,7 +49,7 @@ def bench_one(vecs: np.ndarray, kind: str, rng) -> dict:
     t0 = time.perf_counter()
     index, info = build_ann(vecs, ids, threshold=n + 1 if kind == "flat" else 0)
     build_s = time.perf_counter() - t0
-    queries = _near_queries(vecs, 520 if n < 1_000_000 or kind != "flat" else 120, rng)
+    queries = near_queries(vecs, 520 if n < 1_000_000 or kind != "flat" else 120, rng)
     lat = []
     for i, q in enumerate(queries):
         t = time.perf_counter()
@@ -57,7 +57,7 @@ def bench_one(vecs: np.ndarray, kind: str, rng) -> dict:
         if i >= 20:
             lat.append((time.perf_counter() - t) * 1000)
     qs = queries[:200]
-    recall = recall_at_10(index, vecs, ids, qs, _exact_top10(vecs, ids, qs))
+    recall = recall_at_10(index, vecs, ids, qs, exact_top10(vecs, ids, qs))
     mem = len(faiss.serialize_index(index)) + vecs.nbytes
     return {"n": n, "dim": vecs.shape[1], "index": info["index_type"], "build_s": round(build_s, 2),
             "p50_ms": round(float(np.percentile(lat, 50)), 3), "p95_ms": round(float(np.percentile(lat, 95)), 3),
@@ -83,10 +83,7 @@ def main() -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             del vecs
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {faiss.omp_get_max_threads()} threads",
-            "faiss": faiss.__version__, "date": time.strftime("%Y-%m-%d")}
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report(rows, args.out, faiss=faiss.__version__, faiss_threads=faiss.omp_get_max_threads())
     return 0
 
 

@@ -3,7 +3,7 @@
     python bench/ddpm_samples.py [--model emoji-ddpm] [--out assets/models/emoji-ddpm/samples.png]
 
 16 samples from seed 0: DDPM-1000 (Algorithm 2, σ² = β̃) in the top two rows and DDIM-50 (η = 0) from the
-same x_T in the bottom two, 32×32 shown ×2. Prints the wall time of each sampler for the batch of 16.
+same x_T in the bottom two, 32×32 shown ×2. Reports the wall time of each sampler for the batch of 16.
 """
 from __future__ import annotations
 
@@ -15,22 +15,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _report import report  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from demo_core.diffusion.models import load_ddpm  # noqa: E402
+from demo_core.diffusion.reverse_view import grid  # noqa: E402
 from demo_core.diffusion.ddpm import Schedule  # noqa: E402
 from demo_core.diffusion.samplers import ddim_sampler, ddpm_sampler, initial_noise  # noqa: E402
-
-
-def grid(x: torch.Tensor, per_row: int = 8, scale: int = 2) -> Image.Image:
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    s = x.shape[1]
-    im = Image.new("RGB", (s * per_row, s * ((len(x) + per_row - 1) // per_row)), "white")
-    for i, tile in enumerate(x):
-        im.paste(Image.fromarray(tile), ((i % per_row) * s, (i // per_row) * s))
-    return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
 
 
 def main() -> int:
@@ -42,20 +35,20 @@ def main() -> int:
     m = load_ddpm(args.model, "cpu")
     s = Schedule.make(m.schedule, m.T)
     shape = (args.n, m.channels, m.sample_size, m.sample_size)
-    rows = []
+    rows, times = [], {}
     for name, run in [("DDPM-1000", lambda x, g: ddpm_sampler(m.eps, s, x, g)),
                       ("DDIM-50", lambda x, g: ddim_sampler(m.eps, s, x, g, steps=50))]:
         g = torch.Generator().manual_seed(0)
         x_T = initial_noise(shape, g)
         t = time.perf_counter()
         *_, last = run(x_T, g)
-        print(f"{name}: {time.perf_counter() - t:.1f} s for {args.n} samples", flush=True)
-        rows.append(grid(last.x_prev))
+        times[name] = {"s": round(time.perf_counter() - t, 1), "samples": args.n}
+        rows.append(grid(last.x_prev, size=2 * m.sample_size, per_row=8))
     out = Image.new("RGB", (rows[0].width, rows[0].height * 2 + 8), "white")
     out.paste(rows[0], (0, 0))
     out.paste(rows[1], (0, rows[0].height + 8))
     out.save(args.out, optimize=True)
-    print(f"wrote {args.out}")
+    report(times, None, model=args.model, grid=args.out)
     return 0
 
 

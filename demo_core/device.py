@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class DeviceChoice:
@@ -30,9 +32,9 @@ def pick_device(requested: str | None = None) -> DeviceChoice:
     if requested:
         dev = torch.device(requested)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"Device '{requested}' was asked for, but CUDA is not available here.")
+            raise UserError(f"Device '{requested}' was asked for, but CUDA is not available here.")
         if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"Device '{requested}' was asked for, but MPS is not available here.")
+            raise UserError(f"Device '{requested}' was asked for, but MPS is not available here.")
         reason = f"asked for {requested}"
     elif torch.cuda.is_available():
         dev, reason = torch.device("cuda"), "CUDA is available"

@@ -1,29 +1,75 @@
-"""Opening user images safely: one function, clear errors, every Pillow mode turned into RGB.
+"""Opening user images safely, and turning model tensors back into pictures.
 
 A user can hand the app anything: a text file renamed .png, a truncated JPEG, a PNG whose header
 claims 40000x40000 (a decompression bomb), CMYK, 16-bit greyscale, palette images with a
 transparent colour, RGBA, or a phone photo whose EXIF says "rotate 90°". ``load_image`` reads the
 header first, refuses what is too large *before* decoding it, applies the EXIF orientation and
 returns an 8-bit RGB image; anything else raises ``ImageError`` with a sentence for the user.
+
+Two size guards stand in front of decoding. Pillow's own (``Image.MAX_IMAGE_PIXELS``, an error
+past twice that) stays on for the whole process, for every library that opens images here. The
+project's limit, ``MAX_PIXELS`` (``DEMO_MAX_IMAGE_PIXELS``), is checked by ``load_image`` with a
+plainer message; only when it is set above Pillow's is Pillow's raised, for that one open
+(``_pillow_allows``).
+
+``to_uint8`` / ``to_pil`` are the one conversion from model tensors (values in [-1, 1] or [0, 1])
+to 8-bit pixels.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
+import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+
 MAX_PIXELS = int(os.environ.get("DEMO_MAX_IMAGE_PIXELS", 50_000_000))  # 50 megapixels
-# Pillow refuses images over 2 x MAX_IMAGE_PIXELS inside Image.open with its own exception;
-# we check the size ourselves (with a clearer message), so Pillow's guard is lifted for
-# header reads. Decoding still only happens after our check.
-Image.MAX_IMAGE_PIXELS = None
+_pillow_limit_lock = threading.Lock()
 
 
-class ImageError(ValueError):
-    """An input that is not a usable image; the message is meant for the user."""
+@contextlib.contextmanager
+def _pillow_allows(pixels: int):
+    """Let Pillow open an image of up to `pixels` (our own check then guards the decode).
+
+    Only needed when the project's limit is set above Pillow's error threshold; then Pillow's
+    limit is raised for this one open and put back, under a lock so two opens cannot interleave."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or pixels <= 2 * limit:
+        yield
+        return
+    with _pillow_limit_lock:
+        Image.MAX_IMAGE_PIXELS = pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _open(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Image.open on a path or bytes, its failures turned into ImageError (decoding is lazy)."""
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return Image.open(io.BytesIO(source))
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"Image file not found: {path.name}")
+        return Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError("That file is not an image this app can read (try PNG, JPEG or WebP).") from None
+    except Image.DecompressionBombError as e:  # Pillow's guard: the header claims far too many pixels
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "far too many pixels"
+        raise ImageError(f"The image has {size}; the limit is {max_pixels / 1e6:.0f} megapixels. "
+                         "Please use a smaller image.") from None
+    except OSError as e:
+        raise ImageError(f"The image file is damaged or incomplete and could not be read ({e}).") from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -59,47 +105,46 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, draft_size: int | None =
     """
     if source is None:
         raise ImageError("No image given: upload one, paste one or pick an example.")
-    if isinstance(source, Image.Image):
-        im = source
-    else:
+    with _pillow_allows(max_pixels):
+        im = source if isinstance(source, Image.Image) else _open(source, max_pixels)
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ImageError(
+                f"The image is {w}×{h} ({w * h / 1e6:.0f} megapixels); the limit is "
+                f"{max_pixels / 1e6:.0f} megapixels. Please use a smaller image."
+            )
+        if w == 0 or h == 0:
+            raise ImageError("The image is empty (0 pixels wide or high).")
         try:
-            if isinstance(source, (bytes, bytearray)):
-                im = Image.open(io.BytesIO(source))
-            else:
-                path = Path(source)
-                if not path.is_file():
-                    raise ImageError(f"Image file not found: {path.name}")
-                im = Image.open(path)
-        except UnidentifiedImageError:
-            raise ImageError("That file is not an image this app can read (try PNG, JPEG or WebP).") from None
-        except OSError as e:
-            raise ImageError(f"The image file is damaged or incomplete and could not be read ({e}).") from None
-    w, h = im.size
-    if w * h > max_pixels:
-        raise ImageError(
-            f"The image is {w}×{h} ({w * h / 1e6:.0f} megapixels); the limit is "
-            f"{max_pixels / 1e6:.0f} megapixels. Please use a smaller image."
-        )
-    if w == 0 or h == 0:
-        raise ImageError("The image is empty (0 pixels wide or high).")
-    try:
-        if draft_size and im.format == "JPEG":
-            im.draft("RGB", (draft_size, draft_size))
-        im.load()
-        im = ImageOps.exif_transpose(im) or im
-        return _to_rgb(im)
-    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
-        raise ImageError(f"The image file is damaged or incomplete and could not be decoded ({e}).") from None
+            if draft_size and im.format == "JPEG":
+                im.draft("RGB", (draft_size, draft_size))
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            return _to_rgb(im)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # corrupt pixel data
+            raise ImageError(f"The image file is damaged or incomplete and could not be decoded ({e}).") from None
 
 
 def header_size(data: bytes) -> tuple[int, int]:
     """(width, height) as stored, read from the header only (EXIF rotation applied)."""
-    try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("That file is not an image this app can read (try PNG, JPEG or WebP).") from None
-    except OSError as e:
-        raise ImageError(f"The image file is damaged or incomplete and could not be read ({e}).") from None
+    with _pillow_allows(MAX_PIXELS):
+        im = _open(data)
     w, h = im.size
     orientation = im.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Channels-first floats (…, C, H, W) in `value_range` -> channels-last uint8 (…, H, W, C).
+
+    Values outside the range are clipped; one channel is repeated to three (RGB)."""
+    lo, hi = value_range
+    x = x.detach().float().cpu().clamp(lo, hi)
+    if x.shape[-3] == 1:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    return ((x - lo) * (255.0 / (hi - lo))).round().byte().movedim(-3, -1).numpy()
+
+
+def to_pil(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Image.Image:
+    """One (C, H, W) tensor in `value_range` -> an RGB PIL image (see ``to_uint8``)."""
+    return Image.fromarray(to_uint8(x, value_range))

@@ -13,15 +13,18 @@ whether the app falls back to the bundled model, and says why in one line.
 """
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 BUNDLED_MODELS = {"mini-clip": ASSETS / "models" / "mini-clip"}
@@ -56,33 +59,33 @@ class Resolution:
 
 
 def parse_clip_spec(spec: str) -> ClipSpec:
-    """Parse a spec string. Raises ValueError with advice on a spec that names nothing."""
+    """Parse a spec string. Raises ModelUnavailable with advice on a spec that names nothing."""
     s = spec.strip()
     if not s:
-        raise ValueError("Empty model spec; use e.g. ViT-B-32/openai, hf-hub:ORG/NAME or mini-clip.")
+        raise ModelUnavailable("Empty model spec; use e.g. ViT-B-32/openai, hf-hub:ORG/NAME or mini-clip.")
     if s in BUNDLED_MODELS:
         return ClipSpec(s, "local", f"local-dir:{BUNDLED_MODELS[s]}")
     if s.startswith("hf-hub:"):
         if "/" not in s[len("hf-hub:"):]:
-            raise ValueError(f"'{s}' is not a hub repository; write hf-hub:ORG/NAME.")
+            raise ModelUnavailable(f"'{s}' is not a hub repository; write hf-hub:ORG/NAME.")
         return ClipSpec(s, "hf-hub", s)
     if s.startswith("local-dir:") or os.path.isdir(s):
         path = Path(s.removeprefix("local-dir:")).expanduser()
         if not (path / "open_clip_config.json").is_file():
-            raise ValueError(f"'{path}' is not an open_clip model folder (it has no open_clip_config.json).")
+            raise ModelUnavailable(f"'{path}' is not an open_clip model folder (it has no open_clip_config.json).")
         return ClipSpec(s, "local", f"local-dir:{path}")
     import open_clip
 
     name, _, tag = s.partition("/")
     if name not in open_clip.list_models():
-        raise ValueError(
+        raise ModelUnavailable(
             f"Unknown model '{name}'. Use an open_clip name such as ViT-B-32/openai, "
             "hf-hub:ORG/NAME, a local folder, or mini-clip."
         )
     tags = [t for n, t in open_clip.list_pretrained() if n == name]
     tag = tag or (tags[0] if tags else "")
     if tag not in tags:
-        raise ValueError(f"'{name}' has no pretrained weights tagged '{tag}'; known tags: {', '.join(tags) or 'none'}.")
+        raise ModelUnavailable(f"'{name}' has no pretrained weights tagged '{tag}'; known tags: {', '.join(tags) or 'none'}.")
     return ClipSpec(f"{name}/{tag}", "pretrained", name, tag)
 
 
@@ -99,18 +102,6 @@ def _hub_files(spec: ClipSpec) -> tuple[str, list[str]]:
     if filename and filename.endswith(".bin"):
         names.insert(0, filename[: -len(".bin")] + ".safetensors")
     return repo.rstrip("/"), names
-
-
-def is_cached(spec: ClipSpec) -> bool:
-    """True when the spec's files are already in the local Hugging Face cache."""
-    if spec.kind == "local":
-        return True
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, names = _hub_files(spec)
-    if not repo:
-        return False
-    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
 
 
 def hub_offline() -> bool:
@@ -140,17 +131,57 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
     return bool(answer and answer[0])
 
 
-@contextlib.contextmanager
-def hub_offline_mode():
-    """Load from the local cache only: huggingface_hub then makes no request at all."""
-    from huggingface_hub import constants
+def cached_file(repo: str, names: list[str]) -> str | None:
+    """The local path of the first of `names` that the Hugging Face cache holds for `repo`, else None."""
+    from huggingface_hub import try_to_load_from_cache
 
-    before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = before
+    for name in names:
+        path = try_to_load_from_cache(repo, name)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Exactly what one load passes to open_clip, decided once before loading.
+
+    A spec whose files are in the local cache is pointed at those files, so the load makes no
+    request at all, without switching the process-wide ``HF_HUB_OFFLINE`` (other threads may be
+    loading at the same time)."""
+
+    model_name: str  # first argument of open_clip.create_model_and_transforms
+    pretrained: str | None = None  # a tag (downloaded if needed) or a local weights file
+    kwargs: dict = field(default_factory=dict)  # what the tag would set, when its file is loaded directly
+    where: Literal["local folder", "local cache", "hub"] = "local folder"
+
+
+def clip_source(spec: ClipSpec) -> ClipSource:
+    """Where `spec`'s files come from for this load: a local folder, the local Hugging Face cache
+    (then no request is made) or the hub."""
+    if spec.kind == "local":
+        return ClipSource(spec.model_name)
+    repo, names = _hub_files(spec)
+    if spec.kind == "hf-hub":
+        config = cached_file(repo, names)
+        if config and cached_file(repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]):
+            return ClipSource(f"local-dir:{os.path.dirname(config)}", where="local cache")
+        return ClipSource(spec.model_name, where="hub")
+    weights = cached_file(repo, names) if repo else None
+    if not weights:
+        return ClipSource(spec.model_name, spec.pretrained, where="hub")
+    import open_clip
+
+    tag = open_clip.pretrained.get_pretrained_cfg(spec.model_name, spec.pretrained) or {}
+    kwargs = {"force_quick_gelu": bool(tag.get("quick_gelu", False)), "image_mean": tag.get("mean"),
+              "image_std": tag.get("std"), "image_interpolation": tag.get("interpolation"),
+              "image_resize_mode": tag.get("resize_mode")}
+    return ClipSource(spec.model_name, weights, kwargs, where="local cache")
+
+
+def is_cached(spec: ClipSpec) -> bool:
+    """True when the spec's files are already in the local Hugging Face cache (or a local folder)."""
+    return clip_source(spec).where != "hub"
 
 
 def resolve_clip_spec(requested: str | None = None, *, probe_timeout: float = HUB_TIMEOUT_S) -> Resolution:
@@ -158,7 +189,7 @@ def resolve_clip_spec(requested: str | None = None, *, probe_timeout: float = HU
 
     `requested` (else $DEMO_CLIP_MODEL, else ViT-B-32/openai) is used when it is local, cached,
     or the hub answers within `probe_timeout` s; otherwise the bundled mini-clip, with the reason.
-    Raises ValueError for a spec that names nothing (a typo should not silently fall back).
+    Raises ModelUnavailable for a spec that names nothing (a typo should not silently fall back).
     """
     asked = requested or os.environ.get("DEMO_CLIP_MODEL") or None
     spec = parse_clip_spec(asked or DEFAULT_CLIP)
@@ -174,4 +205,5 @@ def resolve_clip_spec(requested: str | None = None, *, probe_timeout: float = HU
         return Resolution(spec, f"{spec.display}: {how}, downloading from the Hugging Face hub")
     else:
         why = f"the Hugging Face hub did not answer within {probe_timeout:g} s"
+    logger.warning("using the bundled %s instead of %s: %s", bundled.display, spec.display, why)
     return Resolution(bundled, f"{bundled.display}: {why}", fallback=True)

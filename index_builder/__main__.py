@@ -7,7 +7,6 @@ deleted ones are removed. It is safe to stop at any moment (Ctrl-C); re-run to c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -50,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from demo_core.clip.model import ClipModel
-    from demo_core.search.builder import build_index
+    from demo_core.errors import IndexProblem, UserError
     from demo_core.registry import resolve_clip_spec
-    from demo_core.search.index import ImageIndex, IndexProblem
+    from demo_core.search.builder import build_index
+    from demo_core.search.index import ImageIndex
 
     requested = args.model
     if requested is None and (out / "meta.sqlite").exists():
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         resolution = resolve_clip_spec(requested)
         print(f"model: {resolution.reason}", file=sys.stderr)
         clip = ClipModel.load(resolution, args.device)
-    except ValueError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -26,7 +26,8 @@ def tiny_clip_folder(tmp_path_factory):
     """A tiny randomly initialised open_clip model saved in the hub's folder format."""
     import torch
 
-    from demo_core.training.train_clip import MiniClipConfig, build_model, export_open_clip_folder
+    from demo_core.clip.mini import MiniClipConfig, build_model
+    from demo_core.training.train_clip import export_open_clip_folder
 
     torch.manual_seed(0)
     cfg = MiniClipConfig(embed_dim=16, vision_layers=(1, 1, 1, 1), vision_width=8, text_width=16,

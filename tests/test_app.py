@@ -20,9 +20,9 @@ def client():
     from gradio_client import Client
 
     import app
+    from demo_core.engine import Engine
 
-    lab = app.Lab("mini-clip", "cpu")
-    demo = app.build_demo(lab)
+    demo = app.build_demo(Engine("mini-clip", "cpu"))
     port = _free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
                         quiet=True)
@@ -76,7 +76,7 @@ def test_non_image_file_gives_a_plain_message(client, tmp_path):
 def test_decompression_bomb_gives_a_plain_message(client, tmp_path):
     with pytest.raises(Exception) as e:
         _classify(client, bomb_png(tmp_path / "bomb.png"))
-    assert "40000×40000" in _error_text(e)
+    assert "1600 megapixels" in _error_text(e)
 
 
 def test_one_label_duplicates_and_500_labels_answer(client):
@@ -119,20 +119,20 @@ def test_forward_endpoint_bad_and_huge_images_give_plain_messages(client, tmp_pa
     assert "not an image" in str(e.value)
     with pytest.raises(Exception) as e:
         _forward(client, bomb_png(tmp_path / "bomb.png"))
-    assert "40000×40000" in str(e.value)
+    assert "1600 megapixels" in str(e.value)
 
 
 def test_bundled_gallery_follows_the_active_model(tiny_clip_folder, tmp_path, monkeypatch):
     """With another CLIP active (e.g. ViT-B-32 on a Space), the gallery is embedded with it instead
     of failing every search with a model-mismatch error."""
-    import app
+    from demo_core.engine import BUNDLED_INDEX, GALLERY, Engine
 
     monkeypatch.setenv("DEMO_CACHE", str(tmp_path))
-    lab = app.Lab(f"local-dir:{tiny_clip_folder}", "cpu")
-    folder = lab.index_folders["bundled gallery"]
-    assert folder != app.BUNDLED_INDEX and tmp_path in folder.parents
-    items, details, ids = lab.search("cat", "bundled gallery", 5)
-    assert len(items) == 5 and "bundled gallery" in details
+    engine = Engine(f"local-dir:{tiny_clip_folder}", "cpu")
+    folder = engine.index(GALLERY).folder
+    assert folder != BUNDLED_INDEX and tmp_path in folder.parents
+    terms, found = engine.search_text("cat", GALLERY, 5)
+    assert len(found) == 5 and all(f.thumbnail.is_file() for f in found)
 
 
 def test_clip_matrix_endpoint_shows_the_loss_rising_when_captions_are_shuffled(client):
@@ -152,3 +152,11 @@ def test_clip_matrix_with_mismatched_captions_gives_a_plain_message(client):
     with pytest.raises(Exception) as e:
         client.predict("my images", 8, 0, files, "a cat", 0.05, 0, api_name="/clip_matrix")
     assert "2 images but 1 captions" in _error_text(e)
+
+
+def test_sample_endpoint_streams_algorithm_2_as_written_to_a_gif(client):
+    from ui.diffusion import LITERAL
+
+    *_, status, strip, gif = client.predict("emoji-ddpm", "DDIM", 10, 0.0, 0, 1, LITERAL, api_name="/sample")
+    assert "done" in status and "step 10 of 10" in status
+    assert len(strip) >= 10 and str(gif).endswith(".gif")

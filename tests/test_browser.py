@@ -1,10 +1,11 @@
 """The app in a real browser (Debian's chromium driven by Playwright), as a newcomer uses it.
 
+Each test opens its own page (a fresh Gradio session with every widget at its default), so the
+tests pass in any order and one's toasts never sit on another's screenshot.
 Set DEMO_UPDATE_SCREENSHOTS=1 to refresh the README's screenshots in docs/.
 """
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 @pytest.fixture(scope="module")
 def app_url():
     import app
+    from demo_core.engine import Engine
 
-    demo = app.build_demo(app.Lab("mini-clip", "cpu"))
+    demo = app.build_demo(Engine("mini-clip", "cpu"))
     port = _free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                         show_error=True, allowed_paths=[str(EXAMPLES)])
@@ -35,16 +37,24 @@ def app_url():
 
 
 @pytest.fixture(scope="module")
-def page(app_url, tmp_path_factory):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.goto(app_url, wait_until="load")
-        pg.wait_for_selector("#status-line", timeout=60_000)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A new page in a new browser context: its own Gradio session, nothing left from other tests."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.goto(app_url, wait_until="load")
+    pg.wait_for_selector("#status-line", timeout=60_000)
+    yield pg
+    context.close()
 
 
 def _screenshot(page, name, tmp_path):
@@ -152,17 +162,31 @@ def test_how_clip_learns_tab_with_my_own_images_and_captions(page):
         [str(EXAMPLES / f) for f in ("cat.png", "dog.png", "automobile.png")])
     page.wait_for_function("document.querySelector('#m-source input[value=\"my images\"]').checked", timeout=30_000)
     page.locator("#m-caps textarea").fill("a cat\na dog\na car")
-    page.locator("#m-order").click()  # captions in order (an earlier test shuffled them), and show the matrix
+    page.locator("#m-run").click()
     summary = _wait_text(page, "#m-summary", "B = 3", 60_000)
     assert "in order" in summary
 
 
 def test_empty_labels_show_a_plain_error(page):
-    # Last in the file: its error toast would otherwise sit on the other tabs' screenshots.
     page.get_by_role("tab", name="Zero-shot labels").click()
+    page.locator("#zs-image input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))
     page.locator("#zs-labels textarea").fill("  ")
     page.locator("#zs-run").click()
     toast = page.get_by_text("Type at least one label")
     toast.first.wait_for(timeout=30_000)
     assert toast.first.is_visible()
     assert "Traceback" not in page.content()
+
+
+def test_reverse_process_stop_keeps_the_frames_and_algorithm_2_as_written_runs(page):
+    from ui.diffusion import LITERAL
+
+    page.get_by_role("tab", name="Diffusion step by step").click()
+    page.locator("#r-rule").get_by_text(LITERAL).click()
+    page.get_by_role("radio", name="DDPM", exact=True).click()  # 1000 steps: plenty of time to stop it
+    page.locator("#r-run").click()
+    _wait_text(page, "#r-status", "DDPM", 60_000)
+    page.locator("#r-stop").click()
+    status = _wait_text(page, "#r-status", "stopped", 60_000)
+    assert "step 1000 of 1000" not in status
+    assert page.locator("#r-strip img").count() >= 1

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from demo_core.clip import matrix as clip_matrix
-from demo_core.clip.matrix import batch_matrix, caption_order, gallery_pairs, pick_pairs, train_live
+from demo_core.clip.matrix import batch_matrix, caption_order, gallery_pairs, pick_pairs, train_live, user_pairs
+from demo_core.errors import InputError
+from tests.conftest import EXAMPLES
 
 
 def _pseudocode_loss(I_f: np.ndarray, T_f: np.ndarray, t: float) -> float:
@@ -63,10 +65,11 @@ def test_bundled_clip_scores_true_pairs_above_shuffled_ones(bundled_clip):
 
 
 def test_bad_batch_sizes_are_refused_in_words():
-    with pytest.raises(ValueError, match="between 2 and 16"):
+    with pytest.raises(InputError, match="between 2 and 16"):
         pick_pairs(gallery_pairs(), 17, 0)
 
 
+@pytest.mark.slow
 def test_live_training_makes_the_shown_matrix_diagonal():
     pool = gallery_pairs()
     shown = pick_pairs(pool, 6, 1)
@@ -78,3 +81,15 @@ def test_live_training_makes_the_shown_matrix_diagonal():
     assert last.p_image_to_text.diagonal().mean() > 0.8
     img = clip_matrix.render_heatmap(last.p_image_to_text, [p.image for p in shown], [p.caption for p in shown], "t")
     assert img.size[0] > 6 * 40 and img.size[1] > 6 * 40
+
+
+def test_the_users_own_pairs_are_checked_in_words():
+    paths = [str(EXAMPLES / "cat.png"), str(EXAMPLES / "dog.png")]
+    pairs = user_pairs(paths, "a cat\n\n  a dog  \n")
+    assert [p.caption for p in pairs] == ["a cat", "a dog"] and pairs[0].image.mode == "RGB"
+    with pytest.raises(InputError, match="2 images but 1 captions"):
+        user_pairs(paths, "a cat")
+    with pytest.raises(InputError, match="the same"):
+        user_pairs(paths, "a pet\na pet")
+    with pytest.raises(InputError, match="between 2 and 16 images"):
+        user_pairs(paths[:1], "a cat")

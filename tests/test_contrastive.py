@@ -5,7 +5,7 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from demo_core.clip.contrastive import MAX_LOGIT_SCALE, contrastive_loss
+from demo_core.clip.contrastive import contrastive_loss, contrastive_step
 
 
 @pytest.mark.parametrize("batch,dim,scale", [(2, 8, 1.0), (16, 32, 14.3), (64, 128, 100.0)])
@@ -29,5 +29,16 @@ def test_matched_pairs_give_low_loss_and_shuffled_high():
     assert matched.loss_i.item() == pytest.approx(matched.loss_t.item(), abs=1e-4)
 
 
-def test_temperature_cap_is_the_papers():
-    assert MAX_LOGIT_SCALE == 100.0
+def test_a_training_step_caps_the_learned_scale_at_100_as_the_paper_does():
+    """A model whose exp(t) has grown past 100 is clamped back to exactly 100 by the step."""
+    from demo_core.clip.mini import MiniClipConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(MiniClipConfig(embed_dim=16, image_size=32, vision_layers=(1, 1, 1, 1), vision_width=8,
+                                       context_length=8, text_width=16, text_heads=2, text_layers=1))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(250.0))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the clamp, not the update, moves it
+    images, tokens = torch.randn(4, 3, 32, 32), torch.randint(1, 400, (4, 8))
+    contrastive_step(model, opt, images, tokens)
+    assert model.logit_scale.exp().item() == pytest.approx(100.0, rel=1e-6)

@@ -95,22 +95,28 @@ def test_erratum_forward_noise_uses_sqrt_one_minus_alpha_bar():
 
 
 def test_erratum_reverse_loop_runs_T_to_1():
-    assert list(range(10, 0)) == []  # the slides' loop never runs
     s = Schedule.make("linear", 10)
     frames = list(ddpm_sampler(toy_eps_model, s, torch.zeros(1, 2), torch.Generator().manual_seed(0)))
-    assert [f.t for f in frames] == list(range(10, 0, -1))
+    assert [f.t for f in frames] == list(range(10, 0, -1))  # T, T-1, ..., 1: every step, none skipped
+    assert [f.index for f in frames] == list(range(10)) and frames[-1].total == 10
     assert ddim_timesteps(1000, 4) == [751, 501, 251, 1]
 
 
-def test_erratum_posterior_mean_coefficient_uses_alpha_t():
-    s = Schedule.make("linear", 1000)
-    t = 300
-    c0, ct = s.posterior_mean_coefs(t)
-    ab, ab_prev, a = s.alpha_bars[t], s.alpha_bars[t - 1], s.alphas[t]
-    assert ct == pytest.approx(float(a.sqrt() * (1 - ab_prev) / (1 - ab)))
-    assert ct != pytest.approx(float(ab.sqrt() * (1 - ab_prev) / (1 - ab)), rel=1e-3)  # the slide's version
-    # μ̃(x_t, x_0) with the true x_0 and its x_t is the mean of q(x_{t-1} | x_t, x_0): c0 + ct·√(ᾱ_t/…)
-    assert c0 + ct * math.sqrt(float(ab)) / math.sqrt(float(ab_prev)) != 0
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_erratum_posterior_mean_coefficient_uses_alpha_t(name):
+    """q(x_{t-1} | x_t, x_0) = N(c0·x_0 + ct·x_t, β̃_t) must agree with the forward marginals:
+    averaging over x_t ~ q(x_t | x_0) has to give back q(x_{t-1} | x_0) = N(√ᾱ_{t-1}·x_0, 1 − ᾱ_{t-1}).
+    Mean:      c0 + ct·√ᾱ_t = √ᾱ_{t-1}.
+    Variance:  ct²·(1 − ᾱ_t) + β̃_t = 1 − ᾱ_{t-1}.
+    The slide's coefficient √ᾱ_t(1 − ᾱ_{t-1})/(1 − ᾱ_t) breaks both."""
+    s = Schedule.make(name, 1000)
+    for t in (2, 10, 300, 999):
+        c0, ct = s.posterior_mean_coefs(t)
+        ab, ab_prev = float(s.alpha_bars[t]), float(s.alpha_bars[t - 1])
+        assert c0 + ct * math.sqrt(ab) == pytest.approx(math.sqrt(ab_prev), rel=1e-9)
+        assert ct**2 * (1 - ab) + s.posterior_variance(t) == pytest.approx(1 - ab_prev, rel=1e-9)
+        slide_ct = math.sqrt(ab) * (1 - ab_prev) / (1 - ab)
+        assert c0 + slide_ct * math.sqrt(ab) != pytest.approx(math.sqrt(ab_prev), rel=1e-6)
 
 
 def test_cosine_schedule_caps_beta_and_keeps_more_signal_early():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_core.images import ImageError, load_image
+from demo_core.errors import ImageError
+from demo_core.images import header_size, load_image, to_pil, to_uint8
 
 
 def bomb_png(path, width=40000, height=40000):
@@ -43,10 +44,38 @@ def test_truncated_image(tmp_path):
 
 def test_decompression_bomb_refused_before_decoding(tmp_path):
     p = bomb_png(tmp_path / "bomb.png")
-    with Image.open(p) as im:
-        assert im.size == (40000, 40000)  # the header really claims it
-    with pytest.raises(ImageError, match="40000×40000"):
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(p)  # Pillow's own guard is on, for every library in the process
+    with pytest.raises(ImageError, match="1600 megapixels; the limit is 50 megapixels"):
         load_image(p)
+    with pytest.raises(ImageError, match="1600 megapixels"):
+        header_size(p.read_bytes())  # the index builder's header read says the same, without a traceback
+
+
+def test_our_limit_refuses_what_pillow_would_open(tmp_path):
+    p = bomb_png(tmp_path / "big.png", 8000, 8000)  # 64 MP: under Pillow's error threshold, over ours
+    with pytest.raises(ImageError, match="8000×8000 \\(64 megapixels\\); the limit is 50"):
+        load_image(p)
+
+
+def test_a_limit_above_pillows_is_allowed_for_that_one_open_only(tmp_path, monkeypatch):
+    p = tmp_path / "wide.png"
+    Image.new("RGB", (300, 100), (0, 200, 0)).save(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses more than 2000 pixels now
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(p, max_pixels=1500)
+    assert load_image(p, max_pixels=40_000).size == (300, 100)  # our limit is the larger: it decides
+    assert Image.MAX_IMAGE_PIXELS == 1000  # and Pillow's guard is back as it was
+
+
+def test_one_conversion_from_model_tensors_to_pixels():
+    import torch
+
+    x = torch.tensor([-1.5, -1.0, 0.0, 0.999, 3.0]).view(1, 1, 5)  # (C=1, H=1, W=5) in [-1, 1], some outside
+    assert to_uint8(x).tolist() == [[[0, 0, 0], [0, 0, 0], [128, 128, 128], [255, 255, 255], [255, 255, 255]]]
+    y = torch.full((2, 3, 2, 2), 0.5)  # a batch in [0, 1]
+    assert to_uint8(y, (0, 1)).shape == (2, 2, 2, 3) and int(to_uint8(y, (0, 1))[0, 0, 0, 0]) == 128
+    assert to_pil(torch.zeros(3, 4, 6)).size == (6, 4)
 
 
 def test_cmyk(tmp_path):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from demo_core import registry
 from demo_core.clip.model import ClipModel
+from demo_core.errors import ModelUnavailable, UserError
 from demo_core.registry import parse_clip_spec, resolve_clip_spec
 
 
@@ -42,12 +43,12 @@ def test_unreachable_hub_times_out_fast(monkeypatch):
 @pytest.mark.parametrize("bad,msg", [("ViT-Nope-9", "Unknown model"), ("ViT-B-32/nosuchtag", "no pretrained"),
                                      ("hf-hub:justaname", "ORG/NAME"), ("", "Empty")])
 def test_bad_specs_explain_themselves(bad, msg):
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(ModelUnavailable, match=msg):
         parse_clip_spec(bad)
 
 
 def test_local_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="open_clip_config.json"):
+    with pytest.raises(ModelUnavailable, match="open_clip_config.json"):
         parse_clip_spec(f"local-dir:{tmp_path}")
 
 
@@ -76,3 +77,56 @@ def test_hf_hub_spec_loads_from_the_local_hub_cache(tiny_clip_folder, tmp_path, 
     from_dir = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
     texts = ["a cat", "a car"]
     assert torch.allclose(from_hub.encode_texts(texts), from_dir.encode_texts(texts), atol=1e-6)
+
+
+def _fake_cache(root, repo: str, files: dict[str, bytes]):
+    """A Hugging Face cache holding `files` of `repo` at one snapshot (as huggingface_hub lays it out)."""
+    base = root / f"models--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text("0" * 40)
+    return snap
+
+
+def test_a_cached_pretrained_tag_loads_its_cached_file_with_the_tags_settings(tmp_path, monkeypatch):
+    """ViT-B-32/openai in the cache: open_clip gets the cached weights file itself (so it makes no
+    request) plus what the tag would have set: QuickGELU and OpenAI's preprocessing."""
+    import open_clip
+    from huggingface_hub import constants
+
+    repo, names = registry._hub_files(parse_clip_spec("ViT-B-32/openai"))
+    snap = _fake_cache(tmp_path, repo, {names[0]: b"weights"})
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    src = registry.clip_source(parse_clip_spec("ViT-B-32/openai"))
+    tag = open_clip.pretrained.get_pretrained_cfg("ViT-B-32", "openai")
+    assert src.where == "local cache" and src.pretrained == str(snap / names[0])
+    assert src.kwargs["force_quick_gelu"] is True and src.kwargs["image_mean"] == tag["mean"]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    assert registry.clip_source(parse_clip_spec("ViT-B-32/openai")).where == "hub"
+
+
+def test_loading_from_the_cache_leaves_the_offline_switch_alone(tiny_clip_folder, tmp_path, monkeypatch):
+    """A cached hf-hub model loads with the hub unreachable and HF_HUB_OFFLINE off, and the switch
+    is still off afterwards: nothing process-wide is flipped (other threads may be loading)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    _fake_cache(cache, "test-org/tiny-clip", {p.name: p.read_bytes() for p in tiny_clip_folder.iterdir()})
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    t0 = time.time()
+    model = ClipModel.load("hf-hub:test-org/tiny-clip", "cpu")
+    assert time.time() - t0 < 10 and model.embed_dim == 16
+    assert constants.HF_HUB_OFFLINE is False
+
+
+def test_user_errors_are_not_value_errors():
+    """`except ValueError` must never turn a bug into a friendly message, nor the reverse."""
+    assert not issubclass(UserError, ValueError)
+    with pytest.raises(UserError):
+        parse_clip_spec("")

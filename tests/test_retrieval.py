@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from demo_core.search.builder import build_index, scan
-from demo_core.search.index import ImageIndex, IndexProblem
-from demo_core.search.query import InputError, image_query_vector, parse_query, text_query_vector
+from demo_core.search.index import ImageIndex
+from demo_core.errors import IndexProblem, InputError
+from demo_core.search.query import image_query_vector, parse_query, text_query_vector
 from tests.conftest import EXAMPLES, ROOT
 
 
@@ -187,8 +188,6 @@ def test_ann_index_reaches_target_recall_and_reranks_exactly():
 
 def test_ann_index_survives_save_and_reload(collection, tmp_path, bundled_clip, monkeypatch):
     """An index over the ANN threshold is written, reopened read-only and searched the same way."""
-    import demo_core.search.index as r
-
     out = tmp_path / "idx"
     _build(collection, out, bundled_clip)
     idx = ImageIndex(out)

@@ -1,12 +1,14 @@
 """The reverse-process view: a DDPM in diffusers' folder format, streamed and stoppable."""
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from demo_core.diffusion import models as ddpm_models
+from demo_core.diffusion.ddpm import Schedule
 from demo_core.diffusion.models import load_ddpm
 from demo_core.diffusion.reverse_view import run_reverse
+from demo_core.diffusion.samplers import ddpm_sampler, initial_noise
+from demo_core.engine import KeptFiles, StopSignals
+from demo_core.errors import ModelUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def test_ddpm_folder_loads_through_from_pretrained(tiny_ddpm_folder):
 
 
 def test_missing_hub_model_offline_is_a_plain_message():
-    with pytest.raises(ValueError, match="not in the local Hugging Face cache"):
+    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache"):
         load_ddpm("google/ddpm-cifar10-32", "cpu")
 
 
@@ -44,23 +46,75 @@ def test_ddpm_streams_T_frames_and_ddim_its_steps_from_the_same_noise(tiny_ddpm_
     assert ddpm[-1].x_t.size == (2 * 128, 128)  # two samples side by side
 
 
-@pytest.mark.slow
-def test_stop_keeps_the_frames_so_far(tiny_ddpm_folder, monkeypatch):
-    import app
+def test_the_view_offers_algorithm_2_as_written_and_the_clipped_variant(tiny_ddpm_folder):
+    """clip_x0=False is the literal Algorithm 2 line; True clips x̂_0 (diffusers' default), which
+    changes a random model's trajectory, whose x̂_0 overshoots [-1, 1]."""
+    m = load_ddpm(str(tiny_ddpm_folder), "cpu")
+    literal = list(run_reverse(m, "DDPM", seed=3, n=2, clip_x0=False))
+    clipped = list(run_reverse(m, "DDPM", seed=3, n=2, clip_x0=True))
+    s = Schedule.make(m.schedule, m.T)
+    x_T = initial_noise((2, 3, 8, 8), torch.Generator().manual_seed(3))
+    *_, last = ddpm_sampler(m.eps, s, x_T, torch.Generator().manual_seed(4), clip_x0=False)
+    assert torch.equal(literal[-1].step.x_prev, last.x_prev)
+    assert clipped[0].step.x0_hat.abs().max() > 1  # the estimate overshoots: clipping matters
+    assert not torch.allclose(literal[-1].step.x_prev, clipped[-1].step.x_prev, atol=1e-3)
 
-    monkeypatch.setitem(ddpm_models.BUNDLED_DDPMS, "emoji-ddpm", tiny_ddpm_folder)
-    lab = app.Lab("mini-clip", "cpu")
-    req = SimpleNamespace(session_hash="s1")
-    outs = []
-    for i, out in enumerate(lab.sample("emoji-ddpm", "DDPM", 10, 0.0, 0, 2, request=req)):
-        outs.append(out)
-        if i == 0:
-            lab.stop(req)
-    status, strip, gif = outs[-1][6], outs[-1][7], outs[-1][8]
-    assert "stopped" in status and "step 20 of 20" not in status
-    assert len(strip) >= 1 and str(gif).endswith(".gif")
-    full = list(lab.sample("emoji-ddpm", "DDPM vs DDIM", 5, 0.0, 0, 1, request=SimpleNamespace(session_hash="s2")))
-    assert "done" in full[-1][6] and "step 20 of 20" in full[-1][6] and "step 5 of 5" in full[-1][6]
+
+def test_stop_signals_are_per_request_and_forgotten_when_it_ends():
+    stops = StopSignals()
+    with stops.watch("session-a") as a, stops.watch("session-b") as b, stops.watch(None) as api:
+        assert len(stops) == 2  # a keyless API run is not registered: nobody else can stop it
+        stops.stop("session-a")
+        stops.stop(None)
+        assert a.is_set() and not b.is_set() and not api.is_set()
+    assert len(stops) == 0  # nothing kept once the runs end
+
+
+def test_kept_files_keep_the_newest_few_and_go_at_close():
+    files = KeptFiles(keep=2)
+    paths = [files.write(bytes([i]), prefix="run-", suffix=".gif") for i in range(4)]
+    assert [p.exists() for p in paths] == [False, False, True, True]
+    assert paths[3].read_bytes() == bytes([3]) and paths[3].parent == files.folder
+    files.close()
+    assert not files.folder.exists()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_ddpm_folder):
+    from demo_core.engine import Engine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(ddpm_models.BUNDLED_DDPMS, "emoji-ddpm", tiny_ddpm_folder)
+        e = Engine("mini-clip", "cpu")
+    yield e
+    e.close()
+
+
+@pytest.mark.slow
+def test_stop_keeps_the_frames_so_far_and_only_stops_its_own_session(engine):
+    run = engine.sample("emoji-ddpm", "DDPM", seed=0, n=2, stop_key="s1")
+    other = engine.sample("emoji-ddpm", "DDIM", ddim_steps=5, seed=0, n=1, stop_key="s2")
+    first = next(run)
+    next(other)
+    assert engine.running == 2 and not first.final
+    engine.stop("s1")
+    *_, last = run
+    assert last.final and last.stopped and last.latest["DDPM"].step.index + 1 < 20
+    assert len(last.strip) >= 1 and last.gif.suffix == ".gif" and last.gif.exists()
+    *_, done = other  # the other session's run went on to the end
+    assert done.final and not done.stopped and done.latest["DDIM"].step.index + 1 == 5
+    assert engine.running == 0  # no stop signal left behind
+
+
+@pytest.mark.slow
+def test_ddpm_vs_ddim_interleaves_both_to_the_end(engine):
+    updates = list(engine.sample("emoji-ddpm", "DDPM vs DDIM", ddim_steps=5, seed=0, n=1))
+    assert len(updates) == 21  # one per DDPM step, then the final one
+    half = updates[9].latest  # DDPM half done: DDIM has done its share too, not more than one step ahead
+    assert half["DDPM"].step.index + 1 == 10 and half["DDIM"].step.index + 1 == 3
+    last = updates[-1]
+    assert last.final and last.latest["DDPM"].step.index + 1 == 20 and last.latest["DDIM"].step.index + 1 == 5
+    assert {caption.split()[0] for _, caption in last.strip} == {"DDPM", "DDIM"}
 
 
 def test_bundled_emoji_ddpm_turns_noise_into_emoji_on_white():

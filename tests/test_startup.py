@@ -6,32 +6,57 @@ from tests.conftest import EXAMPLES
 
 def test_ui_builds_while_models_load_and_requests_wait_for_them(monkeypatch):
     import app
+    from demo_core.clip.model import ClipModel
+    from demo_core.engine import Engine
+    from demo_core.images import load_image
+    from ui.status import status_line, status_panel
 
     gate = threading.Event()
-    real_load = app.ClipModel.load
+    real_load = ClipModel.load
 
     def slow_load(*args, **kwargs):
         gate.wait(60)  # a big model still downloading / loading
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(app.ClipModel, "load", slow_load)
-    lab = app.Lab("mini-clip", "cpu", background=True)
-    assert not lab.ready
-    assert lab.status_markdown().startswith("⏳ loading the CLIP model mini-clip")
-    demo = app.build_demo(lab)  # does not wait for the model
-    assert demo is not None and not lab.ready
-    assert "(loading)" in lab.status_panel()
+    monkeypatch.setattr(ClipModel, "load", slow_load)
+    engine = Engine("mini-clip", "cpu", background=True)
+    assert not engine.ready
+    assert status_line(engine).startswith("⏳ loading the CLIP model mini-clip")
+    demo = app.build_demo(engine)  # does not wait for the model
+    assert demo is not None and not engine.ready
+    assert "(loading)" in status_panel(engine)
 
     answer = {}
     worker = threading.Thread(target=lambda: answer.update(
-        r=lab.classify(str(EXAMPLES / "cat.png"), "cat, dog, car", "a photo of a {}", True)))
+        r=engine.clip.zero_shot(load_image(EXAMPLES / "cat.png"), ["cat", "dog", "car"])))
     worker.start()  # a request arriving during loading waits, then answers
     gate.set()
     worker.join(60)
-    probs = answer["r"][0]
-    assert max(probs, key=probs.get) == "cat"
-    assert lab._ready.wait(120)
-    panel = lab.status_panel()
+    res = answer["r"]
+    assert max(zip(res.probs, res.labels))[1] == "cat"
+    assert engine.wait_ready(120)
+    panel = status_panel(engine)
     assert "mini-clip" in panel and "emoji-ddpm" in panel and "torch 2.14.1" in panel
     assert "loaded" in panel and "gallery index ready" in panel
-    assert not lab.status_markdown().startswith("⏳")
+    assert not status_line(engine).startswith("⏳")
+
+
+def test_a_model_that_fails_to_load_is_logged_and_the_others_still_load(monkeypatch, caplog):
+    """Each startup step has its own try: the DDPM failing (with its traceback in the log) does not
+    stop the gallery's pairs from being read, and the CLIP tabs work."""
+    import logging
+
+    from demo_core.engine import Engine
+
+    def broken(name, device):
+        raise RuntimeError(f"the weights of {name} are corrupt")
+
+    monkeypatch.setattr("demo_core.engine.load_ddpm", broken)
+    with caplog.at_level(logging.ERROR, logger="demo_core.engine"):
+        engine = Engine("mini-clip", "cpu")
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 1 and "loading the DDPM emoji-ddpm" in failures[0].getMessage()
+    assert failures[0].exc_info is not None  # the traceback is in the log
+    assert any("⚠️ loading the DDPM emoji-ddpm failed: the weights" in line for line in engine.load_log)
+    assert any(line.startswith("gallery pairs read") for line in engine.load_log)  # the next step still ran
+    assert engine.clip.name == "mini-clip (bundled)"

@@ -4,6 +4,13 @@ import pytest
 import torch
 
 from demo_core.diffusion import toy2d
+from demo_core.errors import InputError
+
+
+def chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean nearest-neighbour distance both ways: how well one point cloud covers another."""
+    d = torch.cdist(a, b)
+    return float((d.min(1).values.mean() + d.min(0).values.mean()) / 2)
 
 
 @pytest.mark.slow
@@ -14,7 +21,7 @@ def test_trained_mlp_samples_land_on_the_shape():
     frames = list(toy2d.sample(model, n=600))
     assert [f.t for f in frames][:3] == [toy2d.T_TOY, toy2d.T_TOY - 1, toy2d.T_TOY - 2] and frames[-1].t == 1
     final, noise = frames[-1].x_prev, frames[0].x_t
-    assert toy2d.chamfer(final, pts) < 0.5 * toy2d.chamfer(noise, pts)
+    assert chamfer(final, pts) < 0.5 * chamfer(noise, pts)
 
 
 def test_points_from_a_drawing_and_forward_diffusion():
@@ -24,5 +31,16 @@ def test_points_from_a_drawing_and_forward_diffusion():
     assert pts[:, 0].std() > 3 * pts[:, 1].std()  # wide, flat, as drawn
     assert torch.equal(toy2d.forward_points(pts, 0), pts)
     assert toy2d.forward_points(pts, toy2d.T_TOY).std() == pytest.approx(1.0, abs=0.15)  # pure noise at T
-    with pytest.raises(ValueError, match="dark pixels"):
+    with pytest.raises(InputError, match="dark pixels"):
         toy2d.points_from_image(np.full((50, 50), 255, np.uint8))
+
+
+def test_a_drawing_on_a_transparent_canvas_becomes_dark_strokes_on_white():
+    canvas = np.zeros((40, 40, 4), np.uint8)  # Gradio's Sketchpad: transparent, strokes opaque
+    canvas[10:30, 18:22] = (20, 20, 20, 255)
+    gray = toy2d.drawing_to_gray(canvas)
+    assert gray[20, 20] < 128 and gray[5, 5] == 255  # the stroke is dark, the untouched canvas white
+    pts = toy2d.points_from_image(gray, 300)
+    assert pts[:, 1].std() > 3 * pts[:, 0].std()  # a vertical bar, as drawn
+    with pytest.raises(InputError, match="Draw a shape"):
+        toy2d.drawing_to_gray(None)

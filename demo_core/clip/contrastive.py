@@ -58,3 +58,16 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     loss_i = F.cross_entropy(logits, labels)  # softmax over captions, one row per image
     loss_t = F.cross_entropy(logits.T, labels)  # softmax over images, one column per caption
     return ContrastiveOutput(logits, loss_i, loss_t, (loss_i + loss_t) / 2)
+
+
+def contrastive_step(model, opt, images: torch.Tensor, tokens: torch.Tensor):
+    """One optimisation step on the symmetric contrastive loss; then exp(t) is clamped at 100, as in
+    the paper. Returns the step's ``ContrastiveOutput``."""
+    out = model(images, tokens)
+    res = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+    opt.zero_grad(set_to_none=True)
+    res.loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+    return res

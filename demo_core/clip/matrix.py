@@ -17,6 +17,7 @@ Read here as: loss_i classifies each image (row) among the B captions, loss_t ea
 from __future__ import annotations
 
 import functools
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,15 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..errors import InputError
+from ..images import load_image
 from ..registry import ASSETS
-from .contrastive import contrastive_loss, l2_normalize
+from .contrastive import contrastive_loss, contrastive_step, l2_normalize
+from .mini import MiniClipConfig, build_model, normalize
 
 MIN_B, MAX_B = 2, 16
 GALLERY = ASSETS / "gallery" / "images"
-PHOTO_CAPTIONS = {  # the bundled scikit-image photos (see gallery.py)
+PHOTO_CAPTIONS = {  # the bundled scikit-image photos (see training/gallery.py)
     "cat_chelsea": "a cat", "astronaut": "an astronaut", "coffee_cup": "a cup of coffee",
     "rocket_launch": "a rocket launch", "cameraman": "a man with a camera", "horse_silhouette": "a horse",
     "hubble_deep_field": "galaxies in deep space", "brick_wall": "a brick wall", "grass": "grass",
@@ -62,7 +66,7 @@ def gallery_pairs(root: Path = GALLERY) -> list[Pair]:
 def pick_pairs(pool: Sequence[Pair], B: int, seed: int) -> list[Pair]:
     """B pairs with distinct captions, chosen by `seed`."""
     if not MIN_B <= B <= MAX_B:
-        raise ValueError(f"B must be between {MIN_B} and {MAX_B}, not {B}.")
+        raise InputError(f"B must be between {MIN_B} and {MAX_B}, not {B}.")
     order = list(range(len(pool)))
     random.Random(seed).shuffle(order)
     chosen, seen = [], set()
@@ -72,7 +76,27 @@ def pick_pairs(pool: Sequence[Pair], B: int, seed: int) -> list[Pair]:
             seen.add(pool[i].caption)
         if len(chosen) == B:
             return chosen
-    raise ValueError(f"Only {len(chosen)} distinct pairs are available; pick a smaller B.")
+    raise InputError(f"Only {len(chosen)} distinct pairs are available; pick a smaller B.")
+
+
+def user_pairs(paths: Sequence[str], captions_text: str | None) -> list[Pair]:
+    """The user's own batch: MIN_B to MAX_B images and one caption per line, in the same order."""
+    captions = [c.strip() for c in (captions_text or "").splitlines() if c.strip()]
+    if not MIN_B <= len(paths) <= MAX_B:
+        raise InputError(f"Upload between {MIN_B} and {MAX_B} images (you gave {len(paths)}).")
+    if len(captions) != len(paths):
+        raise InputError(f"Type one caption per line, one for each image: {len(paths)} images but "
+                         f"{len(captions)} captions.")
+    if len(set(captions)) != len(captions):
+        raise InputError("Two captions are the same; each image needs its own caption.")
+    return [Pair(load_image(p), c, Path(p).name) for p, c in zip(paths, captions)]
+
+
+def batch_pairs(source: str, B: int, seed: int, paths: Sequence[str], captions_text: str | None) -> list[Pair]:
+    """The batch to show: B gallery pairs picked by `seed`, or (source "my images") the user's own."""
+    if source == "my images":
+        return user_pairs(paths, captions_text)
+    return pick_pairs(gallery_pairs(), int(B), int(seed))
 
 
 def caption_order(B: int, shuffle: int) -> list[int]:
@@ -120,6 +144,44 @@ def batch_matrix(image_features: torch.Tensor, text_features: torch.Tensor, logi
                         out.loss_i.item(), out.loss_t.item(), out.loss.item())
 
 
+@dataclass
+class BatchView:
+    """One batch scored by a CLIP, as the tab shows it."""
+
+    matrix: MatrixResult
+    captions: list[str]  # column j's caption
+    shuffled: bool  # wrong captions on the diagonal
+    cosine: object  # PIL heatmaps: cosines, softmax along rows, softmax down columns
+    rows: object
+    columns: object
+
+
+def view_batch(clip, pairs: Sequence[Pair], shuffle: int, logit_scale: float) -> BatchView:
+    """Score `pairs` with `clip` (a ``ClipModel``), captions moved by ``caption_order(B, shuffle)``
+    and the logits scaled by `logit_scale` = exp(t) = 1/τ, and draw the three heatmaps."""
+    order = caption_order(len(pairs), int(shuffle))
+    captions = [pairs[j].caption for j in order]
+    images = [p.image for p in pairs]
+    m = batch_matrix(clip.encode_images(images), clip.encode_texts(captions), logit_scale)
+    thumbs = [im.copy() for im in images]
+    return BatchView(
+        m, captions, order != list(range(len(pairs))),
+        render_heatmap(m.cosine, thumbs, captions, "cosine similarity cos(I_e[i], T_e[j])"),
+        render_heatmap(m.p_image_to_text, thumbs, captions, "image → text: softmax along each row", 0.0, 1.0),
+        render_heatmap(m.p_text_to_image, thumbs, captions, "text → image: softmax down each column", 0.0, 1.0))
+
+
+def loss_rows(m: MatrixResult) -> list[tuple[str, str]]:
+    """The losses, their chance level and the diagonal's accuracy, as (quantity, value) rows."""
+    acc_i, acc_t = m.accuracy
+    return [("loss_i (image → text, over rows)", f"{m.loss_i:.4f}"),
+            ("loss_t (text → image, over columns)", f"{m.loss_t:.4f}"),
+            ("loss = (loss_i + loss_t) / 2", f"{m.loss:.4f}"),
+            ("chance level, log B", f"{math.log(m.B):.4f}"),
+            ("rows whose top caption is their own", f"{acc_i:.0%}"),
+            ("columns whose top image is their own", f"{acc_t:.0%}")]
+
+
 # --- a tiny CLIP trained live ------------------------------------------------------------------------
 
 @dataclass
@@ -131,17 +193,13 @@ class LiveFrame:
 
 
 def _pixels(images: Sequence, size: int) -> torch.Tensor:
-    from ..training.train_clip import normalize
-
     import numpy as np
 
     arr = [np.asarray(im.convert("RGB").resize((size, size), 3), dtype=np.float32) / 255 for im in images]
     return normalize(torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2))
 
 
-def tiny_config():
-    from ..training.train_clip import MiniClipConfig
-
+def tiny_config() -> MiniClipConfig:
     return MiniClipConfig(embed_dim=64, image_size=32, vision_layers=(1, 1, 1, 1), vision_width=16,
                           context_length=16, text_width=64, text_heads=4, text_layers=2)
 
@@ -153,8 +211,6 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
     random others from `pool`, so the learner watches those B pairs being learned. No augmentation:
     this is a demonstration of the objective, not a model to keep."""
     from open_clip.tokenizer import SimpleTokenizer
-
-    from ..training.train_clip import build_model, contrastive_step
 
     cfg = tiny_config()
     g = torch.Generator().manual_seed(seed)

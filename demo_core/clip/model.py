@@ -7,9 +7,10 @@ similarity to every label, times the learned scale exp(t), goes through a softma
 """
 from __future__ import annotations
 
-import contextlib
+import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -17,7 +18,10 @@ from typing import Sequence
 import torch
 
 from ..device import DeviceChoice, pick_device
-from ..registry import ClipSpec, Resolution, hub_offline_mode, is_cached, parse_clip_spec
+from ..errors import InputError
+from ..registry import ClipSpec, Resolution, clip_source, parse_clip_spec
+
+logger = logging.getLogger(__name__)
 
 # No trailing full stop: the bundled mini-clip never saw one in training, and on its *training*
 # emoji a period costs 17 points of zero-shot accuracy (0.66 -> 0.48); OpenAI's CLIP does not mind.
@@ -31,10 +35,6 @@ DEFAULT_TEMPLATES = (
 )
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
-
-
-class InputError(ValueError):
-    """Bad user input (labels, templates); the message is meant for the user."""
 
 
 def parse_labels(text: str | None) -> tuple[list[str], list[str]]:
@@ -92,10 +92,6 @@ class ZeroShotResult:
     def temperature(self) -> float:
         return 1.0 / self.logit_scale
 
-    def top(self, k: int = 1) -> list[tuple[str, float]]:
-        order = sorted(range(len(self.labels)), key=lambda i: -self.probs[i])
-        return [(self.labels[i], self.probs[i]) for i in order[:k]]
-
 
 class ClipModel:
     """An open_clip model on a device, with batched encoders and a text-embedding cache."""
@@ -121,13 +117,13 @@ class ClipModel:
         if isinstance(spec, str):
             spec = parse_clip_spec(spec)
         dev = device if isinstance(device, DeviceChoice) else pick_device(device)
-        # A cached hub model loads with the hub switched off: no request, no hang.
-        ctx = hub_offline_mode() if spec.kind != "local" and is_cached(spec) else contextlib.nullcontext()
-        with ctx:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.model_name, pretrained=spec.pretrained, device=dev.device, precision=_precision(dev)
-            )
-            tokenizer = open_clip.get_tokenizer(spec.model_name)
+        source = clip_source(spec)  # a cached hub model is loaded from its cached files: no request
+        t0 = time.perf_counter()
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            source.model_name, pretrained=source.pretrained, device=dev.device, precision=_precision(dev),
+            **source.kwargs)
+        tokenizer = open_clip.get_tokenizer(source.model_name)
+        logger.info("loaded CLIP %s from the %s in %.1f s", spec.display, source.where, time.perf_counter() - t0)
         return cls(model, preprocess, tokenizer, spec, dev)
 
     @property

@@ -6,14 +6,20 @@ growing, not a new draw each time.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import InputError
+from ..images import to_pil
 from .ddpm import Schedule, q_sample
 
 DISPLAY_SIZE = 256
 STRIP_FRACTIONS = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+MAX_T = 10_000
+SCHEDULES = ("linear", "cosine")
 
 
 def to_model_range(image: Image.Image, size: int = DISPLAY_SIZE) -> torch.Tensor:
@@ -22,12 +28,6 @@ def to_model_range(image: Image.Image, size: int = DISPLAY_SIZE) -> torch.Tensor
     im.thumbnail((size, size), Image.LANCZOS)
     x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
     return x.permute(2, 0, 1)
-
-
-def to_image(x: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [-1, 1] (clipped) -> PIL RGB."""
-    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(arr)
 
 
 def noisy(x0: torch.Tensor, s: Schedule, t: int, seed: int = 0) -> torch.Tensor:
@@ -44,7 +44,7 @@ def strip(x0: torch.Tensor, s: Schedule, seed: int = 0, fractions=STRIP_FRACTION
     for f in fractions:
         t = round(f * s.T)
         signal = float(s.alpha_bars[t].sqrt())
-        out.append((to_image(noisy(x0, s, t, seed)), f"{s.name} t={t}  √ᾱ={signal:.2f}"))
+        out.append((to_pil(noisy(x0, s, t, seed)), f"{s.name} t={t}  √ᾱ={signal:.2f}"))
     return out
 
 
@@ -62,3 +62,32 @@ def curves(T: int) -> list[dict]:
                              ("log10 SNR(t)", snr[i])):
                 rows.append({"t": t, "curve": f"{curve} ({name})", "value": float(v), "schedule": name})
     return rows
+
+
+@dataclass
+class ForwardView:
+    """What the explorer shows for one image, t, schedule and T."""
+
+    x_t: Image.Image
+    schedule: str
+    T: int
+    t: int  # clamped to 0..T
+    alpha_bar: float  # ᾱ_t
+    strips: dict[str, list[tuple[Image.Image, str]]]  # schedule -> x_t across t
+    curves: list[dict]  # see ``curves``
+
+
+def explore(image: Image.Image, t: int, schedule: str, T: int, seed: int = 0) -> ForwardView:
+    """x_t of `image` at step t under `schedule` with T steps, strips over t for both schedules,
+    and the schedule curves. Raises InputError for a T or schedule out of range."""
+    T = int(T)
+    if not 2 <= T <= MAX_T:
+        raise InputError(f"T must be between 2 and {MAX_T}.")
+    if schedule not in SCHEDULES:
+        raise InputError(f"Unknown schedule '{schedule}': use {' or '.join(SCHEDULES)}.")
+    t = max(0, min(int(t), T))
+    x0 = to_model_range(image)
+    schedules = {name: Schedule.make(name, T) for name in SCHEDULES}
+    s = schedules[schedule]
+    return ForwardView(to_pil(noisy(x0, s, t, int(seed))), schedule, T, t, float(s.alpha_bars[t]),
+                       {name: strip(x0, sch, int(seed)) for name, sch in schedules.items()}, curves(T))

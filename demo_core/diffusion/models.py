@@ -7,13 +7,18 @@ schedule's length are used: the sampling math is ours (``diffusion``, ``samplers
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..device import DeviceChoice, pick_device
-from ..registry import ASSETS, hub_offline, hub_offline_mode
+from ..errors import ModelUnavailable
+from ..registry import ASSETS, cached_file, hub_offline
+
+logger = logging.getLogger(__name__)
 
 BUNDLED_DDPMS = {"emoji-ddpm": ASSETS / "models" / "emoji-ddpm"}
 HUB_DDPMS = ("google/ddpm-cifar10-32",)
@@ -46,36 +51,32 @@ def available_ddpms() -> list[str]:
 
 
 def load_ddpm(spec: str, device: str | DeviceChoice | None = None) -> DdpmModel:
-    """Load a DDPM by spec. Raises ValueError with a plain sentence when it cannot be had."""
+    """Load a DDPM by spec. Raises ModelUnavailable with a plain sentence when it cannot be had.
+
+    Where the files come from is decided once, here: a local folder; the local Hugging Face cache
+    (``local_files_only``: no request, and the process-wide offline switch is left alone); or the hub.
+    """
     from diffusers import DDPMPipeline
 
     dev = device if isinstance(device, DeviceChoice) else pick_device(device)
-    path = BUNDLED_DDPMS.get(spec, Path(spec))
-    source = str(path) if Path(path).is_dir() else spec
-    local = Path(path).is_dir()
+    path = Path(BUNDLED_DDPMS.get(spec, spec))
+    local = path.is_dir()
+    cached = not local and cached_file(spec, ["model_index.json"]) is not None
+    if not local and not cached and hub_offline():
+        raise ModelUnavailable(f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.")
+    t0 = time.perf_counter()
     try:
-        if local:
-            pipe = DDPMPipeline.from_pretrained(source)
-        else:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = isinstance(try_to_load_from_cache(spec, "model_index.json"), str)
-            if not cached and hub_offline():
-                raise ValueError(f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.")
-            if cached:
-                with hub_offline_mode():
-                    pipe = DDPMPipeline.from_pretrained(spec)
-            else:
-                pipe = DDPMPipeline.from_pretrained(spec)
-    except ValueError:
-        raise
+        pipe = DDPMPipeline.from_pretrained(str(path) if local else spec, local_files_only=local or cached)
     except Exception as e:  # network errors, missing files, bad folders: one sentence for the user
-        raise ValueError(f"Could not load the DDPM '{spec}': {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        logger.exception("could not load the DDPM %s", spec)
+        raise ModelUnavailable(f"Could not load the DDPM '{spec}': {type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200]}") from None
     unet = pipe.unet.to(dev.device, dev.dtype).eval()
     cfg = pipe.scheduler.config
     schedule = "cosine" if cfg.get("beta_schedule") == "squaredcos_cap_v2" else "linear"
     size = unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
+    logger.info("loaded the DDPM %s in %.1f s", spec, time.perf_counter() - t0)
     return DdpmModel(unet, int(cfg.num_train_timesteps), schedule, int(size), int(unet.config.in_channels), spec, dev)
 
 

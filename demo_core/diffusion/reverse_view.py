@@ -13,8 +13,9 @@ from typing import Iterator, Literal
 import torch
 from PIL import Image
 
-from .models import DdpmModel
+from ..images import to_pil
 from .ddpm import Schedule
+from .models import DdpmModel
 from .samplers import Step, ddim_sampler, ddpm_sampler, initial_noise
 
 SamplerName = Literal["DDPM", "DDIM"]
@@ -22,21 +23,14 @@ MAX_KEPT = 60  # frames kept for the strip and the GIF
 DISPLAY = 128  # px; 32x32 samples are upscaled with nearest-neighbour so pixels stay visible
 
 
-def tensor_to_image(x: torch.Tensor, size: int = DISPLAY) -> Image.Image:
-    """(C, H, W) in [-1, 1] -> PIL RGB, nearest-neighbour upscaled to `size`."""
-    x = x.detach().float().clamp(-1, 1)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    arr = ((x + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr).resize((size, size), Image.NEAREST)
-
-
-def grid(batch: torch.Tensor, size: int = DISPLAY) -> Image.Image:
-    """(B, C, H, W) -> one image with the B samples side by side."""
-    tiles = [tensor_to_image(x, size) for x in batch]
-    out = Image.new("RGB", (size * len(tiles), size), "white")
-    for i, tile in enumerate(tiles):
-        out.paste(tile, (i * size, 0))
+def grid(batch: torch.Tensor, size: int = DISPLAY, per_row: int | None = None) -> Image.Image:
+    """(B, C, H, W) in [-1, 1] -> one image of the B samples, `per_row` a row (default: all in one
+    row), each upscaled to `size` px with nearest-neighbour."""
+    per_row = per_row or len(batch)
+    rows = (len(batch) + per_row - 1) // per_row
+    out = Image.new("RGB", (size * per_row, size * rows), "white")
+    for i, x in enumerate(batch):
+        out.paste(to_pil(x).resize((size, size), Image.NEAREST), ((i % per_row) * size, (i // per_row) * size))
     return out
 
 
@@ -50,7 +44,8 @@ class ReverseFrame:
 
 @dataclass
 class ReverseRun:
-    sampler: str
+    """What a run keeps for afterwards: x_t every few steps, for the timeline strip and the GIF."""
+
     kept: list[tuple[int, Image.Image]] = field(default_factory=list)  # (t, x_t grid) every few steps
 
     def gif(self, duration_ms: int = 80) -> bytes:
@@ -65,18 +60,20 @@ class ReverseRun:
 
 
 def run_reverse(model: DdpmModel, sampler: SamplerName, *, seed: int = 0, n: int = 4, ddim_steps: int = 50,
-                eta: float = 0.0, run: ReverseRun | None = None) -> Iterator[ReverseFrame]:
+                eta: float = 0.0, clip_x0: bool = True, run: ReverseRun | None = None) -> Iterator[ReverseFrame]:
     """Sample `n` images with `sampler` from x_T drawn with `seed`; yield a frame per step.
 
     The same seed gives the same x_T for DDPM and DDIM, so the two can be compared side by side.
+    ``clip_x0=False`` is Algorithm 2 exactly as written; ``True`` clips x̂_0 to [−1, 1] inside each
+    step, as diffusers' schedulers do by default (``clip_sample=True``).
     """
     s = Schedule.make(model.schedule, model.T)
     shape = (n, model.channels, model.sample_size, model.sample_size)
     x_T = initial_noise(shape, torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(seed + 1)
-    steps = (ddpm_sampler(model.eps, s, x_T, g, clip_x0=True) if sampler == "DDPM"
-             else ddim_sampler(model.eps, s, x_T, g, steps=ddim_steps, eta=eta, clip_x0=True))
-    run = run if run is not None else ReverseRun(sampler)
+    steps = (ddpm_sampler(model.eps, s, x_T, g, clip_x0=clip_x0) if sampler == "DDPM"
+             else ddim_sampler(model.eps, s, x_T, g, steps=ddim_steps, eta=eta, clip_x0=clip_x0))
+    run = run if run is not None else ReverseRun()
     total = model.T if sampler == "DDPM" else ddim_steps
     every = max(1, total // MAX_KEPT)
     try:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .ddpm import Schedule, q_sample
 from .samplers import Step, ddpm_sampler, initial_noise
 
@@ -37,16 +38,27 @@ def make_points(shape: Shape, n: int = 2000, seed: int = 0) -> torch.Tensor:
         a = 2 * np.pi * rng.random(n)
         pts = np.stack([r * np.cos(a), r * np.sin(a)], 1)
     else:
-        raise ValueError(f"Unknown shape '{shape}': use swiss roll, two moons or rings.")
+        raise InputError(f"Unknown shape '{shape}': use swiss roll, two moons or rings.")
     pts = pts + 0.03 * rng.normal(size=pts.shape)
     return torch.tensor(pts, dtype=torch.float32)
+
+
+def drawing_to_gray(image: np.ndarray | None) -> np.ndarray:
+    """A drawing (H, W, 4) RGBA, (H, W, 3) RGB or (H, W) -> greyscale (H, W) in 0..255, strokes dark.
+    On a transparent canvas the strokes are where alpha is; the rest counts as white."""
+    if image is None:
+        raise InputError("Draw a shape first (or pick one of the named distributions).")
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return np.where(arr[..., 3] > 0, arr[..., :3].mean(-1), 255.0)
+    return arr.mean(-1) if arr.ndim == 3 else arr
 
 
 def points_from_image(gray: np.ndarray, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """Sample (n, 2) points from the dark pixels of a drawing (H, W) in 0..255, y pointing up."""
     ys, xs = np.nonzero(gray < 128)
     if len(xs) < 10:
-        raise ValueError("The drawing has (almost) no dark pixels: draw a shape in a dark colour.")
+        raise InputError("The drawing has (almost) no dark pixels: draw a shape in a dark colour.")
     rng = np.random.default_rng(seed)
     i = rng.integers(0, len(xs), n)
     h, w = gray.shape
@@ -118,9 +130,3 @@ def forward_points(points: torch.Tensor, t: int, seed: int = 0) -> torch.Tensor:
     if t <= 0:
         return points
     return q_sample(s, points, min(t, T_TOY), torch.randn(points.shape, generator=torch.Generator().manual_seed(seed)))
-
-
-def chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean nearest-neighbour distance both ways: how well one point cloud covers another."""
-    d = torch.cdist(a, b)
-    return float((d.min(1).values.mean() + d.min(0).values.mean()) / 2)

@@ -1,0 +1,1 @@
+"""Text -> image search over an image collection: its index, the builder that fills it, and queries."""

@@ -18,8 +18,9 @@ from typing import Callable
 
 import torch
 
-from ..images import ImageError, header_size, load_image
-from .index import ImageIndex, IndexProblem, now_iso
+from ..errors import ImageError, IndexProblem
+from ..images import header_size, load_image
+from .index import ImageIndex, now_iso
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 

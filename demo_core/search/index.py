@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import IndexProblem
+
 EXACT_MAX_WORK = int(os.environ.get("DEMO_EXACT_MAX_WORK", 10_000_000))  # N·D; see bench/RESULTS.md
 TARGET_RECALL = 0.95
 NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
@@ -48,10 +50,6 @@ CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
 CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, emb BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-class IndexProblem(ValueError):
-    """A problem with an index that the user can fix; the message says how."""
 
 
 @dataclass
@@ -282,8 +280,8 @@ def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None
     sample = vecs[rng.choice(n, min(n, 50 * nlist), replace=False)]
     index.train(sample)
     index.add_with_ids(vecs, ids)
-    queries = _near_queries(vecs, 200, rng)
-    exact = _exact_top10(vecs, ids, queries)
+    queries = near_queries(vecs, 200, rng)
+    exact = exact_top10(vecs, ids, queries)
     recall = 0.0
     for nprobe in NPROBES:
         index.nprobe = nprobe
@@ -309,14 +307,14 @@ def search_ann(index, vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) 
     return [(int(cand[i]), float(scores[i])) for i in order]
 
 
-def _near_queries(vecs: np.ndarray, m: int, rng) -> np.ndarray:
+def near_queries(vecs: np.ndarray, m: int, rng) -> np.ndarray:
     """Queries near (not on) stored vectors, as real queries are."""
     q = vecs[rng.choice(len(vecs), min(m, len(vecs)), replace=False)]
     q = q + rng.normal(0, 0.5 / np.sqrt(q.shape[1]), q.shape).astype(np.float32)
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _exact_top10(vecs, ids, queries) -> np.ndarray:
+def exact_top10(vecs, ids, queries) -> np.ndarray:
     k = min(10, len(vecs))
     top = []
     for i in range(0, len(queries), 50):

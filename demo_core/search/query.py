@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..clip.model import ClipModel, InputError
+from ..clip.model import ClipModel
+from ..errors import InputError
 from ..images import load_image
 from .index import Hit, ImageIndex
 

@@ -8,7 +8,7 @@ Reports:
   them, with the bare label, a single template ("a photo of a {}") and the ensemble of
   ``clip.DEFAULT_TEMPLATES``;
 - text->image retrieval R@1 / R@5 over all held-out emoji: the query is the emoji's name, the
-  gallery is one render of every held-out emoji.
+  candidates are one render of every held-out emoji.
 Images are fixed, seeded augmented renders (``emoji_data.render_fixed``), ``--renders`` per emoji.
 ``--random-floor`` also scores a randomly initialised model of the same architecture.
 """
@@ -23,12 +23,13 @@ import torch
 from PIL import Image
 
 from ..clip.model import DEFAULT_TEMPLATES, ClipModel
+from ..errors import UserError
+from ..images import to_pil
 from .emoji_data import EVAL_CONCEPTS, EmojiData, concept_of, render_fixed
 
 
 def _to_pil(batch: torch.Tensor) -> list[Image.Image]:
-    arr = (batch.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
-    return [Image.fromarray(a) for a in arr]
+    return [to_pil(x, (0, 1)) for x in batch]  # renders are in [0, 1]
 
 
 def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 1234, size: int = 64) -> dict:
@@ -49,9 +50,9 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
     results["zero_shot_chance"] = round(1 / len(concepts), 4)
 
     # text -> image retrieval over every held-out emoji
-    gallery = clip.encode_images(_to_pil(render_fixed(data.glyphs, size, seed)))  # (N, D)
+    candidates = clip.encode_images(_to_pil(render_fixed(data.glyphs, size, seed)))  # (N, D)
     queries = clip.encode_texts([r["name"] for r in data.records])  # (N, D)
-    sims = queries @ gallery.T  # (N, N); the right image for query i is i
+    sims = queries @ candidates.T  # (N, N); the right image for query i is i
     rank = (sims > sims.diag().unsqueeze(1)).sum(1)  # how many images beat the right one
     results["t2i_R@1"] = round((rank < 1).float().mean().item(), 4)
     results["t2i_R@5"] = round((rank < 5).float().mean().item(), 4)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = EmojiData.load(args.data, split="heldout")
         clip = ClipModel.load(args.model)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     size = clip.model.visual.image_size

@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..images import to_pil
 from .emoji_data import EVAL_CONCEPTS, EmojiData, concept_of, render_fixed
 
 # scikit-image sample -> file name; all CC0 or public domain per skimage.data's docstrings.
@@ -47,8 +48,7 @@ def write_gallery(data_dir: Path, out: Path, n_other: int = 220, seed: int = 0) 
         folder = out / "emoji" / split
         folder.mkdir(parents=True, exist_ok=True)
         for i, img in zip(chosen, renders):
-            arr = (img.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-            Image.fromarray(arr).save(folder / f"{slug(data.records[i]['name'])}.png", optimize=True)
+            to_pil(img, (0, 1)).save(folder / f"{slug(data.records[i]['name'])}.png", optimize=True)
         counts[f"emoji_{split}"] = len(chosen)
     try:
         import skimage.data as skd

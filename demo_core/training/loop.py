@@ -1,14 +1,34 @@
-"""Pieces shared by the training scripts: the learning-rate schedule, atomic checkpoints and the CLI."""
+"""What every training script here shares: the loop with its checkpoints, resume and log, the
+learning-rate schedule, the EMA of the weights, and the command line.
+
+A trainer builds its model, optimiser and data, then hands ``train_loop`` one function that does
+one optimisation step. The loop sets the learning rate, logs, checkpoints atomically and resumes:
+a run killed at any moment and re-run continues from its last checkpoint, and because each step's
+batch is drawn from a generator seeded by the step, the resumed run equals an uninterrupted one.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
+
+logger = logging.getLogger(__name__)
+
+
+def seed_run(seed: int, threads: int | None = None) -> None:
+    """How every run starts: torch's CPU threads (when given), then torch's RNG seeded, so that the
+    model built next starts from the same weights on every machine."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
 
 
 def lr_at(step: int, cfg) -> float:
@@ -29,12 +49,83 @@ def save_checkpoint(path: Path, step: int, cfg, log: list, **state) -> None:
     tmp.replace(path)
 
 
+def load_checkpoint(run_dir: str | Path) -> dict:
+    """The run's latest checkpoint: state dicts by name, plus step, config and log."""
+    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def train_loop(run_dir: str | Path, cfg, opt: torch.optim.Optimizer, step_fn: Callable[[int], dict], *,
+               state: dict, log_every: int, stop_at: int | None = None) -> tuple[int, list[dict]]:
+    """Run steps until ``cfg.steps`` (or `stop_at`, as an interruption would), resuming first.
+
+    Args:
+        run_dir: checkpoint folder; ``checkpoint.pt`` in it is resumed from and rewritten every
+            ``cfg.checkpoint_every`` steps and at the end; ``train_log.json`` is written at the end.
+        cfg: a dataclass with steps, lr, warmup, checkpoint_every.
+        opt: its learning rate is set from ``lr_at`` before every step.
+        step_fn: does optimisation step number `step` (0-based) and returns its figures for the log.
+        state: what the checkpoint holds, by name (modules and the optimiser); loaded on resume.
+        log_every: log (print one JSON line) every this many steps, and at the last.
+    Returns:
+        (steps done, log entries).
+    """
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt = run / "checkpoint.pt"
+    step, log = 0, []
+    if ckpt.exists():
+        saved = load_checkpoint(run)
+        for name, obj in state.items():
+            obj.load_state_dict(saved[name])
+        step, log = saved["step"], saved["log"]
+        logger.info("resumed from %s at step %d", ckpt, step)
+    t0, t_prev = time.time(), (log[-1]["elapsed_s"] if log else 0.0)
+    while step < (stop_at or cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        figures = step_fn(step)
+        step += 1
+        if step % log_every == 0 or step == cfg.steps:
+            entry = {"step": step, **figures, "elapsed_s": round(t_prev + time.time() - t0, 1)}
+            log.append(entry)
+            print(json.dumps(entry), flush=True)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(ckpt, step, cfg, log, **state)
+    (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
+    return step, log
+
+
+def summary(step: int, log: list[dict], loss_key: str = "final_loss") -> dict:
+    """Steps, training time and the last logged loss: what an export records about its run."""
+    return {"steps": step, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
+            loss_key: log[-1]["loss"] if log else None}
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model, parameter by parameter."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+
+
+def debias_ema(ema_state: dict, init_state: dict, decay: float, steps: int) -> dict:
+    """Remove the initial weights' share from an EMA, as Adam bias-corrects its moments.
+
+    After n updates  ema_n = d^n·θ_0 + (1−d)·Σ_k d^(n−k)·θ_k,  so the random θ_0 still weighs d^n
+    (0.999^3500 ≈ 3%, enough to put speckle in samples). Return (ema_n − d^n·θ_0) / (1 − d^n).
+    """
+    w = decay ** steps
+    return {k: ((v.double() - w * init_state[k].double()) / (1 - w)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in ema_state.items()}
+
+
 def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: str, config_cls, train,
                  export_checkpoint) -> int:
-    """The command line both training scripts share: train (resuming from --run) or --export-only.
+    """The command line the training scripts share: train (resuming from --run) or --export-only.
 
     ``train(data, run, cfg, export=, threads=)`` and ``export_checkpoint(run, export)`` are the
     script's own; ``config_cls(steps=, batch_size=, seed=)`` builds its config."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it")
@@ -50,12 +141,15 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
         if not args.export:
             ap.error("--export-only needs --export DIR")
         print(json.dumps(export_checkpoint(args.run, args.export)))
+        logger.info("exported %s to %s", args.run, args.export)
         return 0
     cfg = config_cls(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     try:
-        summary = train(args.data, args.run, cfg, export=args.export, threads=args.threads)
+        result = train(args.data, args.run, cfg, export=args.export, threads=args.threads)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(summary))
+    print(json.dumps(result))
+    if args.export:
+        logger.info("exported to %s", args.export)
     return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,21 +27,23 @@ import torch
 
 from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .loop import lr_at, save_checkpoint, training_cli
+from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
 @dataclass
 class DdpmConfig:
+    """The model and its diffusion (written into the exported pipeline), then the optimisation."""
+
+    T: int = 1000  # diffusion steps
+    schedule: str = "linear"  # β schedule: "linear" or "cosine"
+    image_size: int = 32
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # UNet widths, one per resolution
     steps: int = 3500
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.0
     ema_decay: float = 0.999
-    T: int = 1000
-    schedule: str = "linear"
-    image_size: int = 32
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
     seed: int = 0
     checkpoint_every: int = 100
 
@@ -75,17 +76,6 @@ def initial_unet(cfg: DdpmConfig) -> torch.nn.Module:
     return build_unet(cfg)
 
 
-def debias_ema(ema_state: dict, init_state: dict, decay: float, steps: int) -> dict:
-    """Remove the initial weights' share from an EMA, as Adam bias-corrects its moments.
-
-    After n updates  ema_n = d^n·θ_0 + (1−d)·Σ_k d^(n−k)·θ_k,  so the random θ_0 still weighs d^n
-    (0.999^3500 ≈ 3%, enough to put speckle in samples). Return (ema_n − d^n·θ_0) / (1 − d^n).
-    """
-    w = decay ** steps
-    return {k: ((v.double() - w * init_state[k].double()) / (1 - w)).to(v.dtype) if v.is_floating_point() else v
-            for k, v in ema_state.items()}
-
-
 def export_pipeline(ema, cfg: DdpmConfig, out: Path, meta: dict) -> Path:
     """Save the bias-corrected EMA as a diffusers DDPMPipeline folder (fp16 weights), loadable with
     from_pretrained. ``meta["steps"]`` is how many EMA updates `ema` has had."""
@@ -103,31 +93,17 @@ def export_pipeline(ema, cfg: DdpmConfig, out: Path, meta: dict) -> Path:
 
 def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = None, threads: int | None = None,
           stop_at: int | None = None) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
+    """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
+    seed_run(cfg.seed, threads)
     data = EmojiData.load(data_dir, split="train")
     s = Schedule.make(cfg.schedule, cfg.T)
     model = build_unet(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt = run / "checkpoint.pt"
-    step, log = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step, log = state["step"], state["log"]
-        print(f"resumed from {ckpt} at step {step}", flush=True)
-    model.train()
-    t0, t_prev = time.time(), (log[-1]["elapsed_s"] if log else 0.0)
-    running = None
-    while step < (stop_at or cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+    running = None  # the loss, smoothed over about 50 steps for the log
+
+    def step_fn(step: int) -> dict:
+        nonlocal running
         x_t, t, eps = make_batch(data, step, cfg, s)
         # diffusers' UNet counts timesteps k = t - 1 (0..T-1)
         loss = torch.nn.functional.mse_loss(model(x_t, t - 1).sample, eps)
@@ -135,44 +111,34 @@ def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = Non
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - cfg.ema_decay)
-        step += 1
+        ema_update(ema, model, cfg.ema_decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 50 == 0 or step == cfg.steps:
-            entry = {"step": step, "loss": round(running, 5), "elapsed_s": round(t_prev + time.time() - t0, 1)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, step, cfg, log, model=model, ema=ema, opt=opt)
-    summary = {"steps": step, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
-               "final_loss_ema100": log[-1]["loss"] if log else None, "train_emoji": len(data)}
-    (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
-    if export:
-        export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.training.train_ddpm", **summary, "config": asdict(cfg)})
-        print(f"exported to {export}", flush=True)
-    return summary
+        return {"loss": round(running, 5)}
+
+    model.train()
+    step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
+                           log_every=50, stop_at=stop_at)
+    result = {**summary(step, log, "final_loss_ema100"), "train_emoji": len(data)}
+    return _export(ema, cfg, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str) -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run) as a DDPMPipeline folder."""
-    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint(run_dir)
     cfg = DdpmConfig(**{**state["config"], "block_out_channels": tuple(state["config"]["block_out_channels"])})
     ema = build_unet(cfg)
     ema.load_state_dict(state["ema"])
-    log = state["log"]
-    summary = {"steps": state["step"], "of_steps": cfg.steps, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
-               "final_loss_ema100": log[-1]["loss"] if log else None}
-    export_pipeline(ema, cfg, Path(export), {"trained_by": "demo_core.training.train_ddpm", **summary, "config": asdict(cfg)})
-    return summary
+    result = {**summary(state["step"], state["log"], "final_loss_ema100"), "of_steps": cfg.steps}
+    return _export(ema, cfg, export, result)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return training_cli(argv, prog="python -m demo_core.training.train_ddpm", doc=__doc__, run_default="data/runs/emoji-ddpm",
-                        export_help="write the EMA model here as a diffusers DDPMPipeline", config_cls=DdpmConfig, train=train,
-                        export_checkpoint=export_checkpoint)
+def _export(ema, cfg: DdpmConfig, out: str, result: dict) -> dict:
+    meta = {"trained_by": "demo_core.training.train_ddpm", **result, "config": asdict(cfg)}
+    export_pipeline(ema, cfg, Path(out), meta)
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(training_cli(None, prog="python -m demo_core.training.train_ddpm", doc=__doc__, config_cls=DdpmConfig,
+                          run_default="data/runs/emoji-ddpm", export_help="write the EMA model here as a diffusers "
+                          "DDPMPipeline", train=train, export_checkpoint=export_checkpoint))

@@ -1,0 +1,387 @@
+"""The engine behind the UI: models loaded once in the background, the search indexes, per-request
+stop signals and the files it hands out, behind a small public API.
+
+Stateless work (the forward process, toy 2-D diffusion, the B×B matrix) lives in its own modules
+and is called directly; the ``Engine`` holds what has state:
+
+- the CLIP model and the DDPMs, loaded once by a background thread so the page is up at once; a
+  request that needs a model still loading waits for it. Each model loads in its own ``try``: a
+  failure is logged with its traceback, shown in the status panel, and the rest still load;
+- the search indexes, opened once, and the bundled gallery's policy: its prebuilt index serves
+  when it was made by the active CLIP, else the gallery is embedded once with the active CLIP;
+- the reverse process: DDPM and DDIM interleaved from one seed, a stop signal per request, and
+  its GIFs in a temporary folder that keeps only the newest few and is removed at exit.
+
+No Gradio here: the UI turns ``UserError`` into messages and engine results into widgets.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable, Iterator
+
+from PIL import Image
+
+from .clip import matrix
+from .clip.model import ClipModel
+from .device import pick_device
+from .diffusion.models import BUNDLED_DDPMS, DdpmModel, available_ddpms, load_ddpm
+from .diffusion.reverse_view import ReverseFrame, ReverseRun, run_reverse
+from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
+from .registry import ASSETS, resolve_clip_spec
+from .search.builder import build_index
+from .search.index import Hit, ImageIndex
+from .search.query import Term, image_query_vector, parse_query, text_query_vector, thumbnail
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_GALLERY = ASSETS / "gallery" / "images"
+BUNDLED_INDEX = ASSETS / "gallery" / "index"
+GALLERY = "bundled gallery"  # the name the bundled gallery's index is offered under
+SAMPLERS = ("DDPM", "DDIM", "DDPM vs DDIM")
+WAIT_S = 900  # how long a request waits for a model that is still loading
+KEPT_GIFS = 8
+
+
+class StopSignals:
+    """One stop event per running request, forgotten when the request ends.
+
+    A run registers under its key (the browser session); ``stop(key)`` sets the events of that
+    key's runs. A run without a key (an API call without a session) gets an event nobody else can
+    set: it ends when its caller stops reading."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events: dict[str, list[threading.Event]] = {}
+
+    @contextmanager
+    def watch(self, key: str | None) -> Iterator[threading.Event]:
+        event = threading.Event()
+        if key is None:
+            yield event
+            return
+        with self._lock:
+            self._events.setdefault(key, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._events[key].remove(event)
+                if not self._events[key]:
+                    del self._events[key]
+
+    def stop(self, key: str | None) -> None:
+        with self._lock:
+            for event in self._events.get(key, []):
+                event.set()
+
+    def __len__(self) -> int:
+        """How many runs are registered now."""
+        with self._lock:
+            return sum(len(events) for events in self._events.values())
+
+
+class KeptFiles:
+    """Files written for the UI to hand out, in one temporary folder: only the newest `keep` stay
+    (Gradio copies a returned file into its own cache at once), and the folder is removed when the
+    engine is closed, collected or the process ends."""
+
+    def __init__(self, keep: int = KEPT_GIFS):
+        self.folder = Path(tempfile.mkdtemp(prefix="clip-lab-files-"))
+        self._keep = keep
+        self._files: deque[Path] = deque()
+        self._lock = threading.Lock()
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    def write(self, data: bytes, *, prefix: str, suffix: str) -> Path:
+        with self._lock:
+            fd, name = tempfile.mkstemp(dir=self.folder, prefix=prefix, suffix=suffix)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self._files.append(Path(name))
+            while len(self._files) > self._keep:
+                self._files.popleft().unlink(missing_ok=True)
+            return Path(name)
+
+    def close(self) -> None:
+        self._remove()
+
+
+@dataclass
+class Found:
+    """One search result: a thumbnail of the file, its name, its cosine score and its index id."""
+
+    thumbnail: Path
+    name: str
+    score: float
+    id: int
+
+
+@dataclass
+class ReverseUpdate:
+    """A reverse run as it stands: the latest frame of each sampler; at the end, the kept x_t
+    strip and the GIF of the first sampler's run."""
+
+    latest: dict[str, ReverseFrame | None]
+    elapsed_s: float
+    final: bool = False
+    stopped: bool = False
+    strip: list[tuple[Image.Image, str]] = field(default_factory=list)  # (x_t, "DDPM t=…")
+    gif: Path | None = None
+
+
+def versions() -> dict[str, str]:
+    """The versions a bug report needs."""
+    def ver(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {"Python": platform.python_version(), **{name: ver(pkg) for name, pkg in (
+        ("torch", "torch"), ("open_clip", "open_clip_torch"), ("diffusers", "diffusers"), ("gradio", "gradio"),
+        ("faiss", "faiss-cpu"), ("spaces", "spaces"))}}
+
+
+class Engine:
+    """Device, models, indexes and runs. Requests may arrive from several threads at once."""
+
+    def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
+                 *, background: bool = False):
+        """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
+        the models once: in a background thread when `background` (the UI comes up at once and
+        shows progress), else before returning (raising ModelUnavailable if the CLIP fails)."""
+        self.device = pick_device(device)
+        self.resolution = resolve_clip_spec(clip_spec)
+        self.started = time.time()
+        self.loading = f"loading the CLIP model {self.resolution.spec.spec}"  # what the loader does now; "" when done
+        self.load_log: list[str] = []  # what it did, with the time since start
+        self.load_error: str | None = None  # why the CLIP could not be loaded
+        self._index_folders: dict[str, Path | None] = {}  # None: the bundled gallery's, not settled yet
+        if (BUNDLED_INDEX / "meta.sqlite").exists():
+            self._index_folders[GALLERY] = None
+        for folder in indexes or []:
+            self._index_folders[str(folder)] = Path(folder)
+        self._indexes: dict[str, ImageIndex] = {}
+        self._ddpms: dict[str, DdpmModel] = {}
+        self._clip: ClipModel | None = None
+        self._lock = threading.Lock()  # guards the index and DDPM caches
+        self._clip_ready, self._ready = threading.Event(), threading.Event()
+        self._stops = StopSignals()
+        self._files = KeptFiles()
+        if background:
+            threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        else:
+            self._load()
+            if self.load_error:
+                raise ModelUnavailable(self.load_error)
+
+    # --- loading -----------------------------------------------------------------------------
+    def _load(self) -> None:
+        """Load what startup loads, each in its own try: a failure is logged and the rest go on."""
+        steps: list[tuple[str, str, Callable[[], object]]] = [
+            (f"loading the CLIP model {self.resolution.spec.spec}", "CLIP loaded", self._load_clip)]
+        if GALLERY in self._index_folders:
+            steps.append(("preparing the bundled gallery's index", "gallery index ready", self._settle_gallery_index))
+        steps += [(f"loading the DDPM {name}", f"DDPM {name} loaded", lambda name=name: self.ddpm(name))
+                  for name in available_ddpms() if name in BUNDLED_DDPMS]
+        steps.append(("reading the gallery's image–caption pairs", "gallery pairs read", matrix.gallery_pairs))
+        for doing, done, load in steps:
+            self.loading = doing
+            try:
+                load()
+                self.load_log.append(f"{done} ({time.time() - self.started:.1f} s)")
+            except Exception as e:  # noqa: BLE001 - logged with its traceback; the next model still loads
+                logger.exception("startup: %s failed", doing)
+                self.load_log.append(f"⚠️ {doing} failed: {e}")
+        self.loading = ""
+        self._ready.set()
+
+    def _load_clip(self) -> None:
+        try:
+            self._clip = ClipModel.load(self.resolution, self.device)
+        except Exception as e:
+            self.load_error = f"The CLIP model could not be loaded: {e}"
+            raise
+        finally:
+            self._clip_ready.set()  # requests waiting for the CLIP go on: with it, or with load_error
+
+    @property
+    def ready(self) -> bool:
+        """Has the background loader finished (whatever failed is in load_log)?"""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float = WAIT_S) -> bool:
+        return self._ready.wait(timeout)
+
+    @property
+    def clip(self) -> ClipModel:
+        """The loaded CLIP; waits while it is still loading."""
+        if not self._clip_ready.wait(WAIT_S):
+            raise ModelUnavailable("The CLIP model is still loading; try again in a moment.")
+        if self._clip is None:
+            raise ModelUnavailable(self.load_error or "The CLIP model is not loaded.")
+        return self._clip
+
+    @property
+    def loaded_clip(self) -> ClipModel | None:
+        """The CLIP if it has loaded, without waiting."""
+        return self._clip
+
+    def ddpm(self, name: str) -> DdpmModel:
+        """A DDPM by spec, loaded once (by the loader thread or the first request that asks)."""
+        with self._lock:
+            if name not in self._ddpms:
+                self._ddpms[name] = load_ddpm(name, self.device)
+            return self._ddpms[name]
+
+    def loaded_ddpms(self) -> list[DdpmModel]:
+        return list(self._ddpms.values())
+
+    def close(self) -> None:
+        """Remove the files handed out (also done at exit)."""
+        self._files.close()
+
+    # --- search ------------------------------------------------------------------------------
+    def _settle_gallery_index(self) -> None:
+        if self._clip is None:
+            raise ModelUnavailable("no CLIP model to search it with")
+        self._index_folders[GALLERY] = self._gallery_index_folder()
+
+    def _gallery_index_folder(self) -> Path:
+        """The prebuilt gallery index when the active CLIP made it; otherwise the gallery is
+        embedded once with the active CLIP into a cache folder (incremental on later starts)."""
+        clip = self.clip
+        idx = ImageIndex(BUNDLED_INDEX, readonly=True)
+        try:
+            idx.check_model(clip.spec.spec, clip.embed_dim)
+            return BUNDLED_INDEX
+        except IndexProblem:
+            pass
+        finally:
+            idx.close()
+        safe = "".join(c if c.isalnum() else "-" for c in clip.spec.spec)
+        cache = Path(os.environ.get("DEMO_CACHE", Path(tempfile.gettempdir()) / "clip-lab")) / f"gallery-{safe}"
+        logger.info("embedding the bundled gallery with %s into %s", clip.name, cache)
+        build_index(BUNDLED_GALLERY, cache, clip)
+        return cache
+
+    def index_names(self) -> list[str]:
+        return list(self._index_folders)
+
+    def _open_index(self, name: str) -> ImageIndex | None:
+        """The named index, opened once; None while the bundled gallery's is being prepared."""
+        if name not in self._index_folders:
+            raise IndexProblem(f"Unknown index '{name}'. Choose one of: {', '.join(self._index_folders) or 'none'}.")
+        folder = self._index_folders[name]
+        if folder is None:
+            if self.ready:
+                raise IndexProblem("The bundled gallery's index is not available (the status panel says why).")
+            return None
+        with self._lock:
+            if name not in self._indexes:
+                self._indexes[name] = ImageIndex(folder, readonly=True)
+            return self._indexes[name]
+
+    def index_stats(self, name: str) -> dict | None:
+        """The index's figures (count, model, dim, index type, recall, root); None while the
+        bundled gallery's index is being prepared."""
+        idx = self._open_index(name)
+        return idx.stats() if idx else None
+
+    def index(self, name: str) -> ImageIndex:
+        """The named index, checked against the active CLIP; waits for startup to settle it."""
+        self.wait_ready()
+        idx = self._open_index(name)
+        idx.check_model(self.clip.spec.spec, self.clip.embed_dim)
+        return idx
+
+    def search_text(self, query: str, index_name: str, k: int) -> tuple[list[Term], list[Found]]:
+        """Text search with arithmetic (`cat + 2:dog - grass`): the parsed terms and the results."""
+        terms = parse_query(query)
+        idx = self.index(index_name)
+        return terms, self._found(idx, idx.search(text_query_vector(self.clip, terms), int(k)))
+
+    def search_image(self, image, index_name: str, k: int) -> list[Found]:
+        """The images nearest to an image (a path)."""
+        vec = image_query_vector(self.clip, image)
+        idx = self.index(index_name)
+        return self._found(idx, idx.search(vec, int(k)))
+
+    def more_like(self, index_name: str, file_id: int, k: int) -> list[Found]:
+        """The images nearest to an indexed one, by its stored vector ("more like this")."""
+        idx = self.index(index_name)
+        vec = idx.embedding(int(file_id))
+        if vec is None:
+            raise IndexProblem("That image is no longer in the index; search again.")
+        return self._found(idx, idx.search(vec, int(k)))
+
+    @staticmethod
+    def _found(idx: ImageIndex, hits: list[Hit]) -> list[Found]:
+        found = []
+        for h in hits:
+            try:
+                found.append(Found(thumbnail(idx, h), Path(h.path).name, h.score, h.id))
+            except (IndexProblem, ImageError, OSError):
+                continue  # a file deleted since indexing: left out, not an error
+        return found
+
+    # --- the reverse process -------------------------------------------------------------------
+    def sample(self, model_name: str, sampler: str, *, ddim_steps: int = 50, eta: float = 0.0, seed: int = 0,
+               n: int = 4, clip_x0: bool = True, stop_key: str | None = None) -> Iterator[ReverseUpdate]:
+        """Stream a reverse process, one update per step: DDPM, DDIM, or both from one seed (DDPM
+        leads; DDIM takes a step whenever its share done falls behind). ``stop(stop_key)`` ends
+        the run after the current step; the last update (``final``) keeps what was made."""
+        if sampler not in SAMPLERS:
+            raise InputError(f"Unknown sampler '{sampler}': use one of {', '.join(SAMPLERS)}.")
+        model = self.ddpm(model_name)
+        names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
+        if "DDIM" in names and not 1 <= int(ddim_steps) <= model.T:
+            raise InputError(f"DDIM steps must be between 1 and {model.T} for {model.display}.")
+        runs = {nm: ReverseRun() for nm in names}
+        gens = {nm: run_reverse(model, nm, seed=int(seed), n=int(n), ddim_steps=int(ddim_steps), eta=float(eta),
+                                clip_x0=clip_x0, run=runs[nm]) for nm in names}
+        latest: dict[str, ReverseFrame | None] = dict.fromkeys(names)
+        done = lambda f: (f.step.index + 1) / f.step.total  # noqa: E731 - share of the run done
+        t0 = time.time()
+        with self._stops.watch(stop_key) as stop:
+            try:
+                for frame in gens[names[0]]:
+                    latest[names[0]] = frame
+                    if len(names) == 2:
+                        while latest[names[1]] is None or done(latest[names[1]]) < done(frame):
+                            nxt = next(gens[names[1]], None)
+                            if nxt is None:
+                                break
+                            latest[names[1]] = nxt
+                    yield ReverseUpdate(dict(latest), time.time() - t0)
+                    if stop.is_set():
+                        break
+            finally:
+                for g in gens.values():
+                    g.close()
+            stopped = stop.is_set()
+        data = runs[names[0]].gif()
+        gif = self._files.write(data, prefix=f"reverse-{names[0]}-seed{int(seed)}-", suffix=".gif") if data else None
+        strip = [(im, f"{nm} t={t}") for nm in names for t, im in runs[nm].kept]
+        yield ReverseUpdate(dict(latest), time.time() - t0, final=True, stopped=stopped, strip=strip, gif=gif)
+
+    def stop(self, key: str | None) -> None:
+        """The Stop button: that session's running samplers end after their current step."""
+        self._stops.stop(key)
+
+    @property
+    def running(self) -> int:
+        """How many reverse runs are registered for stopping now (0 when none is running)."""
+        return len(self._stops)

@@ -1,0 +1,66 @@
+"""The UI's shared wrappers: user errors become messages in one place, and every handler that runs
+a model is decorated for ZeroGPU exactly once, wherever it is wired."""
+import inspect
+
+import gradio as gr
+import pytest
+
+from demo_core.errors import InputError
+from ui import common
+
+MODEL_RUNNING = {"classify", "classify_example", "search", "search_image", "sample", "toy", "clip_matrix",
+                 "clip_train"}
+NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example_input", "load_example_output"}
+
+
+def test_a_user_error_becomes_a_plain_message_and_a_bug_stays_a_bug():
+    def refuse():
+        raise InputError("Type at least one label.")
+
+    def bug():
+        raise ValueError("an index out of range, say")
+
+    with pytest.raises(gr.Error, match="Type at least one label.") as e:
+        common.handler(refuse)()
+    assert e.value.__cause__ is None and e.value.__suppress_context__  # no traceback chained for the user
+    with pytest.raises(ValueError):
+        common.handler(bug)()
+
+
+def test_a_streaming_handler_stays_a_generator_and_maps_errors_mid_stream():
+    def stream(n: int, request: gr.Request = None):
+        yield n
+        raise InputError("stopped making sense")
+
+    wrapped = common.handler(stream)
+    assert inspect.isgeneratorfunction(wrapped)  # Gradio streams only generator functions
+    assert list(inspect.signature(wrapped).parameters) == ["n", "request"]  # gr.Request still injected
+    out = wrapped(1)
+    assert next(out) == 1
+    with pytest.raises(gr.Error, match="stopped making sense"):
+        next(out)
+
+
+def test_every_model_running_handler_is_on_the_gpu_and_every_engine_call_maps_errors(monkeypatch):
+    """Including the ones easy to forget: the query box's Enter, the temperature slider, the
+    shuffle and order buttons, and the lazily cached Examples."""
+    import app
+    from demo_core.engine import Engine
+
+    on_gpu = []
+
+    def fake_gpu(fn=None, **_kwargs):
+        on_gpu.append(fn.__wrapped__.__name__)
+        fn.on_gpu = True
+        return fn
+
+    monkeypatch.setattr(common, "_gpu", fake_gpu)
+    demo = app.build_demo(Engine("mini-clip", "cpu", background=True))
+    assert set(on_gpu) == MODEL_RUNNING
+    for dep in demo.fns.values():
+        name = getattr(dep.fn, "__wrapped__", dep.fn).__name__
+        assert getattr(dep.fn, "on_gpu", False) == (name in MODEL_RUNNING), name
+        if name not in NO_ENGINE_CALL:
+            assert hasattr(dep.fn, "__wrapped__"), f"{name} is wired without ui.common.handler"
+    wired = [getattr(dep.fn, "__wrapped__", dep.fn).__name__ for dep in demo.fns.values()]
+    assert wired.count("clip_matrix") == 4 and wired.count("search") == 2  # button + slider/shuffle/order; click + Enter

@@ -1,0 +1,112 @@
+"""What the tabs share: the two handler wrappers, small helpers for widget values, and the formula
+snippets the tabs show beside what they compute.
+
+Every event handler is wrapped once, where it is wired:
+
+- ``handler(fn)``: a ``UserError`` from the engine becomes a ``gr.Error`` with its message (a
+  plain toast in the browser, a clear error for an API caller). Any other exception is a bug and
+  stays one.
+- ``model_handler(fn)``: the same, for a handler that runs a neural network; on a ZeroGPU Space it
+  also gets a GPU for the call (``spaces.GPU``; a no-op where the ``spaces`` package is absent).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Callable
+
+import gradio as gr
+
+from demo_core.errors import UserError
+from demo_core.registry import ASSETS
+
+try:  # Hugging Face ZeroGPU: a GPU is attached only while a decorated function runs
+    import spaces
+
+    _gpu = spaces.GPU
+except ImportError:  # everywhere else: a no-op
+
+    def _gpu(fn=None, **_kwargs):
+        return fn if fn is not None else (lambda f: f)
+
+EXAMPLES = ASSETS / "examples"
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+def handler(fn: Callable) -> Callable:
+    """`fn` with a UserError turned into a gr.Error (generators stay generators, for streaming)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+    return call
+
+
+def model_handler(fn: Callable, *, duration: int | None = None) -> Callable:
+    """``handler(fn)`` that also runs on a GPU on ZeroGPU Spaces (`duration`: its time limit, s)."""
+    return _gpu(handler(fn), duration=duration) if duration else _gpu(handler(fn))
+
+
+def file_path(value) -> str | None:
+    """An image or file input's path; with preprocessing off, Gradio passes its payload (a dict)."""
+    if isinstance(value, dict):
+        return value.get("path")
+    return value
+
+
+def markdown_table(rows: list[tuple[str, str]], *, header: tuple[str, str] = ("", ""),
+                   bold: tuple[str, ...] = ()) -> str:
+    """(name, value) rows as a two-column Markdown table; rows named in `bold` are bold."""
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    for name, value in rows:
+        lines.append(f"| **{name}** | **{value}** |" if name in bold else f"| {name} | {value} |")
+    return "\n".join(lines)
+
+
+ZERO_SHOT_FORMULA = r"""
+**What it computes** (the lecture's *create dataset classifier from label text*):
+each label becomes prompts from the templates, e.g. `a photo of a {label}`; their text embeddings
+are L2-normalised, averaged over templates and normalised again (prompt ensembling, CLIP paper §3.1.4).
+Then $p(\text{label}\mid\text{image}) = \operatorname{softmax}_\text{labels}\big(e^{t}\cdot\cos(I_e, T_e)\big)$,
+where $e^{t}$ is the model's learned logit scale (inverse temperature, at most 100).
+"""
+
+FORWARD_FORMULA = r"""
+**Forward process** (closed form): $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\quad
+\epsilon\sim\mathcal N(0, I),\quad \bar\alpha_t=\prod_{i=1}^{t}(1-\beta_i)$$
+Linear: $\beta_t$ from $10^{-4}$ to $0.02$. Cosine (Nichol & Dhariwal): $\bar\alpha(t)=\cos^2\!\big(\tfrac{t/T+s}{1+s}\tfrac{\pi}{2}\big)$,
+$s=0.008$, $\beta_t\le 0.999$. Note the square root on the noise term: some slides write $(1-\bar\alpha_t)\epsilon$,
+which would add too little noise. SNR$(t)=\bar\alpha_t/(1-\bar\alpha_t)$.
+"""
+
+REVERSE_FORMULA = r"""
+Each step the model predicts the noise $\hat\epsilon = \epsilon_\theta(x_t, t)$; from it follow the clean
+estimate $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$ and $x_{t-1}$.
+**Algorithm 2 as written** (DDPM, $t = T \dots 1$):
+$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\hat\epsilon\big) + \sigma_t z$,
+$z\sim\mathcal N(0, I)$ for $t > 1$, else $0$.
+**Clipped $\hat x_0$** (what diffusers' schedulers do by default, `clip_sample=True`): the same step written as
+the posterior mean $\tilde\mu_t(x_t, \hat x_0)$, with $\hat x_0$ clipped to $[-1, 1]$ first; identical whenever
+nothing needs clipping, steadier early on when the model's estimate overshoots.
+DDIM takes a shorter, deterministic path ($\eta = 0$) through the same $\hat x_0$ and $\hat\epsilon$.
+"""
+
+CLIP_PSEUDOCODE = """I_e = l2_normalize(I_f, axis=1)          # image embeddings (B, D)
+T_e = l2_normalize(T_f, axis=1)          # caption embeddings (B, D)
+logits = np.dot(I_e, T_e.T) * np.exp(t)  # (B, B); exp(t) = 1/τ ≤ 100
+labels = np.arange(n)                    # right answers: the diagonal
+loss_i = cross_entropy_loss(logits, labels, axis=0)
+loss_t = cross_entropy_loss(logits, labels, axis=1)
+loss = (loss_i + loss_t) / 2
+"""

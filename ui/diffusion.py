@@ -1,0 +1,167 @@
+"""Diffusion step by step: the forward process on your image (API `forward`), the reverse process
+of a DDPM streamed step by step (API `sample`), and toy 2-D diffusion trained live (API `toy2d`)."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pandas as pd
+
+from demo_core.diffusion import forward_view, toy2d
+from demo_core.diffusion.models import available_ddpms, hub_note
+from demo_core.engine import SAMPLERS, Engine, ReverseUpdate
+from demo_core.images import load_image
+from ui.common import EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler
+
+FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
+LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (diffusers' default)"
+
+
+def forward(image, t: int, schedule: str, T: int, seed: int = 0):
+    """x_t of the image at step t, strips over t for both schedules, and the schedule curves."""
+    v = forward_view.explore(load_image(file_path(image)), t, schedule, T, seed)
+    ab = v.alpha_bar
+    info = (f"**{v.schedule}**, T = {v.T}, t = {v.t}: ᾱ_t = {ab:.4f} · signal √ᾱ_t = {ab ** 0.5:.3f} · "
+            f"noise √(1−ᾱ_t) = {(1 - ab) ** 0.5:.3f}" + (f" · SNR = {ab / (1 - ab):.3g}" if v.t else ""))
+    curves = pd.DataFrame(v.curves)
+    snr = curves["curve"].str.startswith("log10")
+    return v.x_t, info, v.strips["linear"], v.strips["cosine"], curves[~snr], curves[snr]
+
+
+def toy(shape: str, drawing, steps: int, seed: int):
+    """Train a small ε-MLP on 2-D points live, then stream DDPM sampling as scatter plots."""
+    def frame(cloud, label):
+        return pd.DataFrame({"x": cloud[:, 0].numpy(), "y": cloud[:, 1].numpy(), "series": label})
+
+    seed = int(seed)
+    if shape == "my drawing":  # a Sketchpad value: a dict whose 'composite' is the RGBA canvas
+        canvas = drawing.get("composite") if isinstance(drawing, dict) else drawing
+        pts = toy2d.points_from_image(toy2d.drawing_to_gray(canvas), seed=seed)
+    else:
+        pts = toy2d.make_points(shape, seed=seed)
+    fwd = pd.concat([frame(toy2d.forward_points(pts[:600], t, seed), f"t={t}")
+                     for t in (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)])
+    data = frame(pts[:800], "data")
+    model = None
+    for item in toy2d.train(pts, steps=int(steps), seed=seed):
+        if isinstance(item, toy2d.TrainProgress):
+            yield data, fwd, f"training ε-MLP: step {item.step}/{item.steps}, loss {item.loss:.3f}"
+        else:
+            model = item
+    for st in toy2d.sample(model, n=800, seed=seed):
+        if st.index % 10 == 0 or st.t == 1:
+            shown = pd.concat([data, frame(st.x_prev, f"samples (t={st.t - 1})")])
+            yield shown, fwd, f"sampling: t = {st.t}, step {st.index + 1} of {st.total}"
+    yield gr.skip(), gr.skip(), (f"✅ done: trained {int(steps)} steps; 800 samples from N(0, I) denoised in "
+                                 f"{toy2d.T_TOY} steps (cosine schedule)")
+
+
+def _outputs(u: ReverseUpdate, names: list[str]) -> tuple:
+    """The nine reverse-process widgets from one update (strip and GIF only at the end)."""
+    a = u.latest[names[0]]
+    b = u.latest[names[1]] if len(names) == 2 else None
+    status = " · ".join(f"**{nm}**: t = {fr.step.t}, step {fr.step.index + 1} of {fr.step.total}"
+                        for nm, fr in u.latest.items() if fr is not None) + f" · {u.elapsed_s:.1f} s"
+    if u.final:
+        status = ("⏹ stopped, frames so far kept · " if u.stopped else "✅ done · ") + status
+    return (a.x_t if a else None, a.eps_hat if a else None, a.x0_hat if a else None,
+            b.x_t if b else None, b.eps_hat if b else None, b.x0_hat if b else None, status,
+            u.strip if u.final else gr.skip(), str(u.gif) if u.final and u.gif else gr.skip())
+
+
+def build(engine: Engine) -> None:
+    def sample(model_name: str, sampler: str, ddim_steps: int, eta: float, seed: int, n: int,
+               x0_rule: str = CLIPPED, request: gr.Request = None):
+        """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed)."""
+        note = hub_note(engine.ddpm(model_name))
+        if note:
+            gr.Info(note)
+        names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
+        shown = 0.0
+        for u in engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
+                               clip_x0=x0_rule != LITERAL, stop_key=request.session_hash if request else None):
+            if u.final or time.time() - shown > FRAME_INTERVAL_S:
+                shown = time.time()
+                yield _outputs(u, names)
+
+    def stop(request: gr.Request):
+        """The Stop button: the session's running sampler ends after its current step, keeping its frames."""
+        engine.stop(request.session_hash)
+
+    gr.Markdown("### Forward process: watch noise destroy an image\nPick an image, then drag *t*.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            f_image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
+                               value=str(EXAMPLES / "cat.png") if (EXAMPLES / "cat.png").exists() else None,
+                               elem_id="f-image", height=256)
+            f_sched = gr.Radio(list(forward_view.SCHEDULES), value="linear", label="Schedule")
+            f_T = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
+            f_t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="f-t")
+            f_run = gr.Button("Show x_t", variant="primary", elem_id="f-run")
+        with gr.Column(scale=2):
+            f_xt = gr.Image(label="x_t", interactive=False, elem_id="f-xt", height=256)
+            f_info = gr.Markdown(elem_id="f-info")
+            gr.Markdown(FORWARD_FORMULA, latex_delimiters=LATEX)
+    f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
+    f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
+    with gr.Row():
+        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", height=300)
+        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", height=300)
+    f_in, f_out = [f_image, f_t, f_sched, f_T], [f_xt, f_info, f_lin, f_cos, f_plot, f_snr]
+    fwd = handler(forward)
+    f_run.click(fwd, f_in, f_out, api_name="forward", preprocess=False)
+    gr.on([f_t.release, f_sched.change], fwd, f_in, f_out, api_visibility="private", preprocess=False)
+    f_T.release(lambda T, t: gr.Slider(maximum=int(T), value=min(int(t), int(T))), [f_T, f_t], f_t,
+                api_visibility="private").then(fwd, f_in, f_out, api_visibility="private", preprocess=False)
+
+    gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n" + REVERSE_FORMULA,
+                latex_delimiters=LATEX)
+    models = available_ddpms()
+    with gr.Row():
+        r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2)
+        r_sampler = gr.Radio(list(SAMPLERS), value="DDIM", label="Sampler", scale=2)
+        r_steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
+        r_eta = gr.Slider(0, 1, value=0, step=0.1, label="DDIM η", scale=1)
+        r_seed = gr.Number(0, precision=0, label="Seed", scale=1)
+        r_n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
+    r_rule = gr.Radio([LITERAL, CLIPPED], value=CLIPPED, label="x̂₀ in each step", elem_id="r-rule")
+    with gr.Row():
+        r_run = gr.Button("Sample", variant="primary", elem_id="r-run")
+        r_stop = gr.Button("Stop", variant="stop", elem_id="r-stop")
+    r_status = gr.Markdown(elem_id="r-status")
+    with gr.Row():
+        r_xt = gr.Image(label="x_t (first sampler)", interactive=False, format="jpeg", elem_id="r-xt")
+        r_eps = gr.Image(label="predicted noise ε̂", interactive=False, format="jpeg")
+        r_x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
+    with gr.Row():
+        r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False, format="jpeg")
+        r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False, format="jpeg")
+        r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False, format="jpeg")
+    r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
+                         elem_id="r-strip")
+    r_gif = gr.File(label="Download the run as a GIF", height=80, elem_id="r-gif")
+    r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
+                [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif], api_name="sample")
+    r_stop.click(stop, None, None, api_visibility="private")
+
+    gr.Markdown("### Toy 2-D diffusion: train a model live and watch points denoise\n"
+                "A small MLP learns ε̂(x_t, t) for 2-D points in seconds (Algorithm 1); then 800 points "
+                "of pure noise are pulled back onto the shape (Algorithm 2). Right: the forward process "
+                "on the same points.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            d_shape = gr.Radio(["swiss roll", "two moons", "rings", "my drawing"], value="two moons",
+                               label="Distribution")
+            d_draw = gr.Sketchpad(label="Draw a shape (for 'my drawing')", type="numpy", height=220)
+            d_steps = gr.Slider(200, 4000, value=1500, step=100, label="Training steps")
+            d_seed = gr.Number(0, precision=0, label="Seed")
+            d_run = gr.Button("Train and sample", variant="primary", elem_id="d-run")
+        with gr.Column(scale=2):
+            d_status = gr.Markdown(elem_id="d-status")
+            with gr.Row():
+                d_plot = gr.ScatterPlot(x="x", y="y", color="series", label="data and samples",
+                                        height=360, x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5])
+                d_fwd = gr.ScatterPlot(x="x", y="y", color="series", label="forward process q(x_t | x_0)",
+                                       height=360, x_lim=[-3, 3], y_lim=[-3, 3])
+    d_run.click(model_handler(toy, duration=120), [d_shape, d_draw, d_steps, d_seed], [d_plot, d_fwd, d_status],
+                api_name="toy2d")

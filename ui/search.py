@@ -1,0 +1,65 @@
+"""Search: text (with arithmetic), image and "more like this" queries over an indexed collection
+(API endpoints `search` and `search_image`)."""
+from __future__ import annotations
+
+import gradio as gr
+
+from demo_core.engine import Engine, Found
+from ui.common import file_path, handler, model_handler
+from ui.status import index_summary
+
+
+def _results(found: list[Found]) -> tuple[list, list[int]]:
+    """Gallery items (thumbnail, "name · score") and the results' index ids, for "more like this"."""
+    return [(str(f.thumbnail), f"{f.name} · {f.score:.3f}") for f in found], [f.id for f in found]
+
+
+def build(engine: Engine) -> None:
+    def search(query: str, index_name: str, k: int):
+        """Text search (with arithmetic: `cat + 2:dog - grass`). Returns (results, details, hit ids)."""
+        terms, found = engine.search_text(query, index_name, k)
+        items, ids = _results(found)
+        shown = " ".join(f"{'+' if t.weight >= 0 else '−'} {abs(t.weight):g}·“{t.text}”" for t in terms).lstrip("+ ")
+        return items, f"query vector = normalise({shown}) · {len(items)} results from {index_name}", ids
+
+    def search_image(image, index_name: str, k: int):
+        """Image search: the images nearest to an uploaded one. Returns (results, details, hit ids)."""
+        items, ids = _results(engine.search_image(file_path(image), index_name, k))
+        return items, f"{len(items)} images nearest to the uploaded one, from {index_name}", ids
+
+    def more_like(ids: list[int], index_name: str, k: int, evt: gr.SelectData):
+        """Clicking a result searches with that image's stored vector ("more like this")."""
+        if not ids or evt.index is None or evt.index >= len(ids):
+            raise gr.Error("Click one of the results first.")
+        items, new_ids = _results(engine.more_like(index_name, ids[evt.index], k))
+        return items, f"more like result #{evt.index + 1} · {len(items)} results", new_ids
+
+    def stats(name: str) -> str:
+        engine.wait_ready()  # the bundled gallery's index is settled by the loader
+        return index_summary(engine, name)
+
+    names = engine.index_names()
+    with gr.Row():
+        index_pick = gr.Dropdown(names, value=names[0] if names else None, label="Index", scale=2, elem_id="s-index")
+        k = gr.Slider(1, 48, value=12, step=1, label="Results", scale=1)
+    summary = gr.Markdown(index_summary(engine, names[0] if names else ""))
+    with gr.Row():
+        with gr.Column(scale=3):
+            query = gr.Textbox(label="Text query (arithmetic: cat + 2:dog - grass)", value="cat and dog",
+                               elem_id="s-query")
+            search_btn = gr.Button("Search", variant="primary", elem_id="s-run")
+        with gr.Column(scale=2):
+            qimage = gr.Image(label="…or search by image", type="filepath", height=160,
+                              sources=["upload", "clipboard"], elem_id="s-image")
+            image_btn = gr.Button("Search by image", elem_id="s-run-image")
+    details = gr.Markdown()
+    results = gr.Gallery(label="Results (click one for more like it)", columns=6, height="auto",
+                         elem_id="s-results")
+    hit_ids = gr.State([])
+    outputs = [results, details, hit_ids]
+    gr.on(None, handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")  # load, pick
+    search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search")
+    query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private")
+    image_btn.click(model_handler(search_image), [qimage, index_pick, k], outputs, api_name="search_image",
+                    preprocess=False)
+    results.select(handler(more_like), [hit_ids, index_pick, k], outputs, api_visibility="private")
