@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-first: no analytics calls
 
@@ -47,13 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for ours in ("app", "demo_core"):  # our own INFO lines; libraries stay at WARNING
+        logging.getLogger(ours).setLevel(logging.INFO)
     env_indexes = [p for p in os.environ.get("DEMO_INDEX", "").split(os.pathsep) if p]
     try:
         engine = Engine(args.clip_model, args.device, (args.index or []) + env_indexes, background=True)
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     logging.getLogger("app").info("%s (models load in the background)", status.status_line(engine).replace("**", ""))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space still runs the cleanup below
     try:
         build_demo(engine).queue(default_concurrency_limit=2).launch(
             server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES)])

@@ -5,12 +5,15 @@ precision is slow or unsupported for many ops. ``DEMO_DEVICE`` forces a choice (
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 
 from .errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,4 +49,5 @@ def pick_device(requested: str | None = None) -> DeviceChoice:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:
         dtype = torch.float32
+    logger.info("device %s, %s (%s)", dev, str(dtype).removeprefix("torch."), reason)
     return DeviceChoice(dev, dtype, reason)

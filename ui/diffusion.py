@@ -56,8 +56,9 @@ def toy(shape: str, drawing, steps: int, seed: int):
                                  f"{toy2d.T_TOY} steps (cosine schedule)")
 
 
-def _outputs(u: ReverseUpdate, names: list[str]) -> tuple:
+def _outputs(u: ReverseUpdate) -> tuple:
     """The nine reverse-process widgets from one update (strip and GIF only at the end)."""
+    names = list(u.latest)  # the samplers, the leading one first
     a = u.latest[names[0]]
     b = u.latest[names[1]] if len(names) == 2 else None
     status = " · ".join(f"**{nm}**: t = {fr.step.t}, step {fr.step.index + 1} of {fr.step.total}"
@@ -76,13 +77,12 @@ def build(engine: Engine) -> None:
         note = hub_note(engine.ddpm(model_name))
         if note:
             gr.Info(note)
-        names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
         shown = 0.0
         for u in engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
                                clip_x0=x0_rule != LITERAL, stop_key=request.session_hash if request else None):
             if u.final or time.time() - shown > FRAME_INTERVAL_S:
                 shown = time.time()
-                yield _outputs(u, names)
+                yield _outputs(u)
 
     def stop(request: gr.Request):
         """The Stop button: the session's running sampler ends after its current step, keeping its frames."""

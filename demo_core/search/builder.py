@@ -9,6 +9,7 @@ a build killed at any point loses at most the batch in flight, and re-running co
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from ..errors import ImageError, IndexProblem
 from ..images import header_size, load_image
 from .index import ImageIndex, now_iso
 
+logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 
@@ -183,5 +185,6 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
     finally:
         index.close()
     report.seconds = time.time() - t0
+    logger.info("index %s: %s", out, "; ".join(report.summary_lines()))
     return report
 

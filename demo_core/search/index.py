@@ -20,6 +20,7 @@ into the manifest. ANN candidates are re-ranked exactly against the stored vecto
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexProblem
+
+logger = logging.getLogger(__name__)
 
 EXACT_MAX_WORK = int(os.environ.get("DEMO_EXACT_MAX_WORK", 10_000_000))  # N·D; see bench/RESULTS.md
 TARGET_RECALL = 0.95
@@ -206,6 +209,8 @@ class ImageIndex:
         if self._faiss is not None and not stale:
             return
         if stale or not path.exists():
+            logger.info("index %s: %s FAISS file, rebuilding it from the database", self.folder,
+                        "stale" if stale else "no")
             self.build_faiss()
             return
         self._faiss = faiss.read_index(str(path))

@@ -125,7 +125,8 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
 
     ``train(data, run, cfg, export=, threads=)`` and ``export_checkpoint(run, export)`` are the
     script's own; ``config_cls(steps=, batch_size=, seed=)`` builds its config."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("demo_core").setLevel(logging.INFO)  # ours: resumed from, exported to
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it")
