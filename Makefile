@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make run   - create .venv, install, serve the app at http://127.0.0.1:7860
 #   make test  - same venv plus test dependencies, run the tests offline
+#   make test-fast - the same without the tests marked slow (training, launched app, browser)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -165,7 +165,7 @@ class Engine:
         self.device = pick_device(device)
         self.resolution = resolve_clip_spec(clip_spec)
         self.started = time.time()
-        self.loading = f"loading the CLIP model {self.resolution.spec.spec}"  # what the loader does now; "" when done
+        self.loading = f"loading the CLIP model {self.resolution.spec.spec}"  # the loader's step; "" when done
         self.load_log: list[str] = []  # what it did, with the time since start
         self.load_error: str | None = None  # why the CLIP could not be loaded
         self._index_folders: dict[str, Path | None] = {}  # None: the bundled gallery's, not settled yet
@@ -176,7 +176,8 @@ class Engine:
         self._indexes: dict[str, ImageIndex] = {}
         self._ddpms: dict[str, DdpmModel] = {}
         self._clip: ClipModel | None = None
-        self._lock = threading.Lock()  # guards the index and DDPM caches
+        self._ddpm_lock = threading.Lock()  # a DDPM loads once, even when two requests ask at once
+        self._index_lock = threading.Lock()
         self._clip_ready, self._ready = threading.Event(), threading.Event()
         self._stops = StopSignals()
         self._files = KeptFiles()
@@ -241,7 +242,7 @@ class Engine:
 
     def ddpm(self, name: str) -> DdpmModel:
         """A DDPM by spec, loaded once (by the loader thread or the first request that asks)."""
-        with self._lock:
+        with self._ddpm_lock:
             if name not in self._ddpms:
                 self._ddpms[name] = load_ddpm(name, self.device)
             return self._ddpms[name]
@@ -289,7 +290,7 @@ class Engine:
             if self.ready:
                 raise IndexProblem("The bundled gallery's index is not available (the status panel says why).")
             return None
-        with self._lock:
+        with self._index_lock:
             if name not in self._indexes:
                 self._indexes[name] = ImageIndex(folder, readonly=True)
             return self._indexes[name]
