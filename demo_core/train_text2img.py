@@ -54,6 +54,7 @@ class Text2ImgConfig:
     group_share: float = 0.5  # expected fraction of each batch drawn from the shape groups
     captions_per_emoji: int = 12
     clip_spec: str = "mini-clip"
+    embed_dim: int = 128  # the CLIP's embedding width
     seed: int = 0
     checkpoint_every: int = 50
 
@@ -97,6 +98,8 @@ def sampling_weights(data: EmojiData, group_share: float) -> torch.Tensor:
     names = sorted({g for g in groups if g})
     w = torch.zeros(len(data))
     others = [i for i, g in enumerate(groups) if g is None]
+    if not names or not others:  # nothing to re-weight
+        return torch.ones(len(data))
     w[others] = (1 - group_share) / len(others)
     for name in names:
         idx = [i for i, g in enumerate(groups) if g == name]
@@ -122,7 +125,8 @@ def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step:
 def initial_model(cfg: Text2ImgConfig) -> TextCondUNet:
     torch.manual_seed(cfg.seed)
     return TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
-                        CondConfig(clip_spec=cfg.clip_spec, T=cfg.T, schedule=cfg.schedule))
+                        CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
+                                   schedule=cfg.schedule))
 
 
 def _config_from_state(state: dict) -> Text2ImgConfig:
@@ -146,6 +150,8 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     bank, _ = caption_bank(data, cfg, cache=run / "caption_bank.pt")
+    if bank.shape[-1] != cfg.embed_dim:
+        raise ValueError(f"{cfg.clip_spec} makes {bank.shape[-1]}-d embeddings; set embed_dim={bank.shape[-1]}.")
     weights = sampling_weights(data, cfg.group_share)
     s = Schedule.make(cfg.schedule, cfg.T)
     snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)  # (T+1,), index t
