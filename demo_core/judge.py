@@ -85,7 +85,7 @@ def accuracy(model: Judge, glyphs: torch.Tensor, labels: torch.Tensor, n: int = 
             "emoji": int(labels.shape[0]), "renders_each": n}
 
 
-def train_judge(data_dir: str, *, steps: int = 1500, batch: int = 128, lr: float = 2e-3, seed: int = 0) -> tuple[Judge, dict]:
+def train_judge(data_dir: str, *, steps: int = 1200, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[Judge, dict]:
     torch.manual_seed(seed)
     glyphs, labels, _ = group_data(data_dir, "train")
     g = torch.Generator().manual_seed(seed)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo_core.judge", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
     ap.add_argument("--out", default="assets/models/emoji-judge", help="where to write the judge")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
