@@ -22,13 +22,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from demo_core.clip import ClipModel  # noqa: E402
-from demo_core.conditional import load_cond_model  # noqa: E402
-from demo_core.diffusion import Schedule  # noqa: E402
-from demo_core.emoji_groups import GROUP_PROMPTS, dominant_colour  # noqa: E402
-from demo_core.judge import judge_groups, load_judge  # noqa: E402
-from demo_core.noised_clip import load_noised_clip  # noqa: E402
-from demo_core.text2img import guided_sampler  # noqa: E402
+from demo_core.clip.model import ClipModel  # noqa: E402
+from demo_core.clip.noised import load_noised_clip  # noqa: E402
+from demo_core.diffusion.conditional import load_cond_model  # noqa: E402
+from demo_core.diffusion.ddpm import Schedule  # noqa: E402
+from demo_core.diffusion.text2img import guided_sampler  # noqa: E402
+from demo_core.training.emoji_groups import GROUP_PROMPTS, dominant_colour  # noqa: E402
+from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
 
 COLOUR_PROMPTS = {c: f"a {c} heart" for c in ("red", "yellow", "green", "blue", "purple")}
 

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from demo_core.conditional import CondConfig, TextCondUNet, build_unet, load_cond_model, save_cond_model
-from demo_core.diffusion import Schedule, ddpm_step
-from demo_core.guidance import clip_score_grad
-from demo_core.text2img import guided_sampler
+from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, load_cond_model, save_cond_model
+from demo_core.diffusion.ddpm import Schedule, ddpm_step
+from demo_core.diffusion.guidance import clip_score_grad
+from demo_core.diffusion.text2img import guided_sampler
 
 from test_training import toy_data  # noqa: F401  (fixture: 16 coloured shapes with captions)
 
@@ -45,8 +45,8 @@ def test_cfg_scale_0_is_the_unconditional_and_scale_1_the_conditional_prediction
 
 
 def test_unconditional_sampling_uses_the_null_condition_training_used(toy_data, tiny_clip_folder):  # noqa: F811
-    from demo_core.emoji_data import EmojiData
-    from demo_core.train_text2img import Text2ImgConfig, caption_bank, make_batch, sampling_weights
+    from demo_core.training.emoji_data import EmojiData
+    from demo_core.training.train_text2img import Text2ImgConfig, caption_bank, make_batch, sampling_weights
 
     cfg = Text2ImgConfig(batch_size=64, p_uncond=0.25, captions_per_emoji=3, image_size=16,
                          clip_spec=f"local-dir:{tiny_clip_folder}")
@@ -119,7 +119,7 @@ def test_saved_model_loads_back_with_the_same_predictions(tmp_path):
 
 @pytest.mark.slow
 def test_text2img_training_resumes_bit_equal(toy_data, tiny_clip_folder, tmp_path):  # noqa: F811
-    from demo_core.train_text2img import Text2ImgConfig, train
+    from demo_core.training.train_text2img import Text2ImgConfig, train
 
     cfg = Text2ImgConfig(steps=4, batch_size=4, warmup=1, checkpoint_every=2, captions_per_emoji=2, image_size=16,
                          block_out_channels=(8, 16, 16), embed_dim=16, clip_spec=f"local-dir:{tiny_clip_folder}")

@@ -1,6 +1,6 @@
 """Fine-tune mini-CLIP's image tower on noisy images x_t (with t) for CLIP guidance, against its frozen text tower.
 
-    python -m demo_core.train_noised_clip --data data/emoji --run data/runs/noised-clip \
+    python -m demo_core.training.train_noised_clip --data data/emoji --run data/runs/noised-clip \
         --export assets/models/noised-clip                   # resumable: re-run to continue
 
 Each batch: emoji of the training split drawn on white at the DDPM's 32×32 (the pictures CLIP
@@ -13,22 +13,20 @@ plain and the noised tower: the reason GLIDE needs a noised CLIP.
 from __future__ import annotations
 
 import copy
-import json
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .clip import ClipModel
-from .contrastive import contrastive_loss
-from .diffusion import Schedule, q_sample
+from ..clip.contrastive import contrastive_loss
+from ..clip.model import ClipModel
+from ..clip.noised import NoisedImageTower, save_noised_clip
+from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
 from .emoji_groups import GROUP_PROMPTS, group_of
-from .noised_clip import NoisedImageTower, save_noised_clip
+from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
 from .train_text2img import Text2ImgConfig, caption_bank, sampling_weights
-from .training import lr_at, save_checkpoint, training_cli
 
 
 @dataclass
@@ -64,51 +62,39 @@ def initial_tower(clip: ClipModel, cfg: NoisedClipConfig) -> NoisedImageTower:
 
 def train(data_dir: str, run_dir: str, cfg: NoisedClipConfig, export: str | None = None, threads: int | None = None,
           stop_at: int | None = None) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
+    """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
     data = EmojiData.load(data_dir, split="train")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     bank, _ = caption_bank(data, Text2ImgConfig(clip_spec=cfg.clip_spec), cache=run / "caption_bank.pt")
     weights = sampling_weights(data, 0.5)
     clip = ClipModel.load(cfg.clip_spec, device="cpu")
-    scale = clip.logit_scale
+    scale = clip.logit_scale  # mini-CLIP's learned temperature, held fixed
     s = Schedule.make(cfg.schedule, cfg.T)
+    seed_run(cfg.seed, threads)
     tower = initial_tower(clip, cfg).train()
     opt = torch.optim.AdamW(tower.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ckpt = run / "checkpoint.pt"
-    step, log = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        tower.load_state_dict(state["tower"])
-        opt.load_state_dict(state["opt"])
-        step, log = state["step"], state["log"]
-        print(f"resumed from {ckpt} at step {step}", flush=True)
-    t0, t_prev = time.time(), (log[-1]["elapsed_s"] if log else 0.0)
-    while step < (stop_at or cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+
+    def step_fn(step: int) -> dict:
         x_t, t, text = make_batch(data, bank, weights, step, cfg, s)
         out = contrastive_loss(tower(x_t, t), text, scale)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(tower.parameters(), 1.0)
         opt.step()
-        step += 1
-        if step % 25 == 0 or step == cfg.steps:
-            entry = {"step": step, "loss": round(out.loss.item(), 4), "elapsed_s": round(t_prev + time.time() - t0, 1)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, step, cfg, log, tower=tower, opt=opt)
-    summary = {"steps": step, "train_time_s": log[-1]["elapsed_s"] if log else 0.0}
-    if export:
-        tower.eval()
-        summary["accuracy_vs_t"] = evaluate_vs_t(data_dir, clip, tower)
-        save_noised_clip(tower, export, cfg.clip_spec, {"trained_by": "demo_core.train_noised_clip", **summary,
-                                                        "config": asdict(cfg)})
-        print(f"exported to {export}", flush=True)
-    return summary
+        return {"loss": round(out.loss.item(), 4)}
+
+    step, log = train_loop(run, cfg, opt, step_fn, state={"tower": tower, "opt": opt}, log_every=25, stop_at=stop_at)
+    result = summary(step, log)
+    return _export(tower.eval(), clip, cfg, data_dir, export, result) if export else result
+
+
+def _export(tower: NoisedImageTower, clip: ClipModel, cfg: NoisedClipConfig, data_dir: str, out: str,
+            result: dict) -> dict:
+    result["accuracy_vs_t"] = evaluate_vs_t(data_dir, clip, tower)
+    save_noised_clip(tower, out, cfg.clip_spec, {"trained_by": "demo_core.training.train_noised_clip", **result,
+                                                 "config": asdict(cfg)})
+    return result
 
 
 TS_EVAL = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900)
@@ -144,23 +130,19 @@ def evaluate_vs_t(data_dir: str, clip: ClipModel, tower: NoisedImageTower, ts=TS
     return out
 
 
-def export_checkpoint(run_dir: str, export: str) -> dict:
-    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+def export_checkpoint(run_dir: str, export: str, data_dir: str = "data/emoji") -> dict:
+    """Export the run's latest checkpoint, with its accuracy-against-t figures on `data_dir`'s held-out split."""
+    state = load_checkpoint(run_dir)
     cfg = NoisedClipConfig(**state["config"])
     clip = ClipModel.load(cfg.clip_spec, device="cpu")
     tower = initial_tower(clip, cfg)
     tower.load_state_dict(state["tower"])
-    tower.eval()
-    summary = {"steps": state["step"], "of_steps": cfg.steps,
-               "train_time_s": state["log"][-1]["elapsed_s"] if state["log"] else 0.0}
-    summary["accuracy_vs_t"] = evaluate_vs_t("data/emoji", clip, tower)
-    save_noised_clip(tower, export, cfg.clip_spec, {"trained_by": "demo_core.train_noised_clip", **summary,
-                                                    "config": asdict(cfg)})
-    return summary
+    result = {**summary(state["step"], state["log"]), "of_steps": cfg.steps}
+    return _export(tower.eval(), clip, cfg, data_dir, export, result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return training_cli(argv, prog="python -m demo_core.train_noised_clip", doc=__doc__,
+    return training_cli(argv, prog="python -m demo_core.training.train_noised_clip", doc=__doc__,
                         run_default="data/runs/noised-clip", export_help="write the noised image tower here",
                         config_cls=NoisedClipConfig, train=train, export_checkpoint=export_checkpoint)
 

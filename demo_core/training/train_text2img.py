@@ -1,6 +1,6 @@
 """Train the bundled text-conditional emoji DDPM (GLIDE-style text conditioning, classifier-free guidance).
 
-    python -m demo_core.train_text2img --data data/emoji --run data/runs/emoji-text2img \
+    python -m demo_core.training.train_text2img --data data/emoji --run data/runs/emoji-text2img \
         --export assets/models/emoji-text2img                # resumable: re-run to continue
 
 Algorithm 1 with a condition (Ho & Salimans 2022, classifier-free guidance):
@@ -21,21 +21,19 @@ often, so the few cars and flowers are seen as often as the many flags.
 from __future__ import annotations
 
 import copy
-import json
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
-from .diffusion import Schedule, q_sample
-from .emoji_data import EmojiData, _article, augment_batch, sample_caption
-from .emoji_groups import group_of, glyph_colour
-from .train_ddpm import debias_ema
-from .training import lr_at, save_checkpoint, training_cli
+from ..clip.model import ClipModel
+from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+from ..diffusion.ddpm import Schedule, q_sample
+from .emoji_data import EmojiData, article, augment_batch, sample_caption
+from .emoji_groups import glyph_colour, group_of
+from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
 @dataclass
@@ -64,7 +62,7 @@ def captions_for(record: dict, colour: str | None, group: str | None, k: int, rn
     caps = [sample_caption(record, rng) for _ in range(k - k // 3)]
     extra = []
     if colour:
-        extra.append(_article(f"{colour} {record['name']}"))
+        extra.append(article(f"{colour} {record['name']}"))
     if group:
         extra.append(f"a {group}")
         if colour:
@@ -79,8 +77,6 @@ def caption_bank(data: EmojiData, cfg: Text2ImgConfig, cache: Path | None = None
     if cache is not None and cache.exists():
         state = torch.load(cache, map_location="cpu", weights_only=False)
         return state["emb"], state["captions"]
-    from .clip import ClipModel
-
     rng = random.Random(cfg.seed)
     captions = [captions_for(r, glyph_colour(g), group_of(r), cfg.captions_per_emoji, rng)
                 for r, g in zip(data.records, data.glyphs)]
@@ -135,17 +131,9 @@ def _config_from_state(state: dict) -> Text2ImgConfig:
     return Text2ImgConfig(**c)
 
 
-def export_model(ema: TextCondUNet, cfg: Text2ImgConfig, out: Path, meta: dict) -> Path:
-    """Save the bias-corrected EMA (fp16) as a conditional-model folder."""
-    model = initial_model(cfg)
-    model.load_state_dict(debias_ema(ema.state_dict(), model.state_dict(), cfg.ema_decay, meta["steps"]))
-    return save_cond_model(model, out, meta)
-
-
 def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None = None, threads: int | None = None,
           stop_at: int | None = None) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
+    """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
     data = EmojiData.load(data_dir, split="train")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -155,67 +143,53 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     weights = sampling_weights(data, cfg.group_share)
     s = Schedule.make(cfg.schedule, cfg.T)
     snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)  # (T+1,), index t
-    loss_w = (snr.clamp(max=cfg.min_snr_gamma) / snr).float()
+    loss_w = (snr.clamp(max=cfg.min_snr_gamma) / snr).float()  # min-SNR-γ weight of each t
+    seed_run(cfg.seed, threads)
     model = initial_model(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ckpt = run / "checkpoint.pt"
-    step, log = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step, log = state["step"], state["log"]
-        print(f"resumed from {ckpt} at step {step}", flush=True)
-    model.train()
-    t0, t_prev = time.time(), (log[-1]["elapsed_s"] if log else 0.0)
-    running = None
-    while step < (stop_at or cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+    running = None  # the loss, smoothed over about 50 steps for the log
+
+    def step_fn(step: int) -> dict:
+        nonlocal running
         x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s)
-        per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,)
+        per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,); the UNet counts k = t − 1
         loss = (loss_w[t] * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - cfg.ema_decay)
-        step += 1
+        ema_update(ema, model, cfg.ema_decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 25 == 0 or step == cfg.steps:
-            entry = {"step": step, "loss": round(running, 5), "elapsed_s": round(t_prev + time.time() - t0, 1)}
-            log.append(entry)
-            print(json.dumps(entry), flush=True)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, step, cfg, log, model=model, ema=ema, opt=opt)
-    summary = {"steps": step, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
-               "final_loss_ema50": log[-1]["loss"] if log else None, "train_emoji": len(data)}
-    (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
-    if export:
-        export_model(ema, cfg, Path(export), {"trained_by": "demo_core.train_text2img", **summary, "config": asdict(cfg)})
-        print(f"exported to {export}", flush=True)
-    return summary
+        return {"loss": round(running, 5)}
+
+    model.train()
+    step, log = train_loop(run, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
+                           log_every=25, stop_at=stop_at)
+    result = {**summary(step, log, "final_loss_ema50"), "train_emoji": len(data)}
+    return _export(ema, cfg, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str) -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run)."""
-    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint(run_dir)
     cfg = _config_from_state(state)
     ema = initial_model(cfg)
     ema.load_state_dict(state["ema"])
-    log = state["log"]
-    summary = {"steps": state["step"], "of_steps": cfg.steps, "train_time_s": log[-1]["elapsed_s"] if log else 0.0,
-               "final_loss_ema50": log[-1]["loss"] if log else None}
-    export_model(ema, cfg, Path(export), {"trained_by": "demo_core.train_text2img", **summary, "config": asdict(cfg)})
-    return summary
+    result = {**summary(state["step"], state["log"], "final_loss_ema50"), "of_steps": cfg.steps}
+    return _export(ema, cfg, export, result)
+
+
+def _export(ema: TextCondUNet, cfg: Text2ImgConfig, out: str, result: dict) -> dict:
+    """Save the bias-corrected EMA (fp16) as a conditional-model folder."""
+    model = initial_model(cfg)
+    model.load_state_dict(debias_ema(ema.state_dict(), model.state_dict(), cfg.ema_decay, result["steps"]))
+    save_cond_model(model, out, {"trained_by": "demo_core.training.train_text2img", **result, "config": asdict(cfg)})
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    return training_cli(argv, prog="python -m demo_core.train_text2img", doc=__doc__,
+    return training_cli(argv, prog="python -m demo_core.training.train_text2img", doc=__doc__,
                         run_default="data/runs/emoji-text2img",
                         export_help="write the EMA model here as a conditional-model folder",
                         config_cls=Text2ImgConfig, train=train, export_checkpoint=export_checkpoint)

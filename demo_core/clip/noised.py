@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from .mini import OPENAI_MEAN, OPENAI_STD
 
 
 def timestep_features(t: torch.Tensor, dim: int = 64, T: int = 1000) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The judge: a small image classifier over the emoji shape groups, trained apart from every model it judges.
 
-    python -m demo_core.judge --data data/emoji --out assets/models/emoji-judge
+    python -m demo_core.training.judge --data data/emoji --out assets/models/emoji-judge
 
 Generated images are scored by a model that did not guide them: this CNN never sees CLIP
 embeddings or diffusion samples, only real emoji renders of the training split (on white and on
@@ -141,7 +141,7 @@ def judge_groups(model: Judge, images: torch.Tensor) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo_core.judge", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m demo_core.training.judge", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
     ap.add_argument("--out", default="assets/models/emoji-judge", help="where to write the judge")
     ap.add_argument("--steps", type=int, default=1200)

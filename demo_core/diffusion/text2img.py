@@ -17,7 +17,7 @@ from typing import Iterator, Literal
 import torch
 
 from .conditional import TextCondUNet
-from .diffusion import Schedule, ddim_step, ddim_timesteps, ddpm_step, predict_x0
+from .ddpm import Schedule, ddim_step, ddim_timesteps, ddpm_step, predict_x0
 from .guidance import cfg_eps, clip_guided_eps, clip_guided_mean, clip_score_grad
 
 Method = Literal["none", "cfg", "clip"]
