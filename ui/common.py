@@ -110,3 +110,18 @@ loss_i = cross_entropy_loss(logits, labels, axis=0)
 loss_t = cross_entropy_loss(logits, labels, axis=1)
 loss = (loss_i + loss_t) / 2
 """
+
+TEXT2IMG_FORMULA = r"""
+**Text conditioning** (GLIDE): the prompt's mini-CLIP text embedding $g(c)$ goes in place of a class
+embedding: a learned projection of it is added to the UNet's time embedding. Training replaces it with the
+null condition $\varnothing$ (zeros) 15% of the time, so one model is both conditional and unconditional.
+**Classifier-free guidance**: run the model with and without the prompt and amplify the difference,
+$$\hat\epsilon = \epsilon_\theta(x_t,\varnothing) + w\,\big(\epsilon_\theta(x_t,c) - \epsilon_\theta(x_t,\varnothing)\big)$$
+$w = 0$ is the unconditional model, $w = 1$ the conditional one, $w > 1$ pushes past it: the samples follow
+the prompt more and vary less. (This is GLIDE's and diffusers' $w$; Ho & Salimans write $1 + w$ for it.)
+A negative prompt takes the place of $\varnothing$.
+**CLIP guidance**: the unconditional model, steered by the gradient of a CLIP score,
+$$\hat\mu = \mu_\theta(x_t) + s\,\Sigma_\theta\,\nabla_{x_t}\big(f(x_t, t)\cdot g(c)\big)$$
+where $f$ is a CLIP image tower trained on *noisy* images (a plain CLIP cannot read $x_t$: see the plot) and
+$g$ the text tower. DDIM has no $\Sigma$: there $\hat\epsilon \leftarrow \hat\epsilon - s\sqrt{1-\bar\alpha_t}\,\nabla$.
+"""

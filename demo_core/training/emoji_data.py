@@ -227,7 +227,7 @@ CAPTION_TEMPLATES = (
 )
 
 
-def _article(phrase: str) -> str:
+def article(phrase: str) -> str:
     if phrase.endswith("s") and not phrase.endswith("ss"):
         return phrase
     return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
@@ -249,7 +249,7 @@ def sample_caption(record: dict, rng: random.Random) -> str:
     else:
         phrase = record["name"]
     template = rng.choice(CAPTION_TEMPLATES)
-    return template.format(phrase if template == "{}" or "emoji" in template[2:] else _article(phrase))
+    return template.format(phrase if template == "{}" or "emoji" in template[2:] else article(phrase))
 
 
 def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generator, *,

@@ -1,0 +1,211 @@
+"""Text to image for the UI: load the bundled models, check the user's prompt, and stream a guided run.
+
+``Text2ImgModels`` holds the text-conditional DDPM, the CLIP whose text tower conditions it (the
+bundled mini-CLIP, whatever CLIP the rest of the app uses) and the noised CLIP image tower for CLIP
+guidance. ``run_text2img`` wraps ``text2img.guided_sampler`` and yields ``Text2ImgUpdate``s: x_t and
+x̂_0 as they are denoised, the pieces of the guided prediction at the step the user chose to
+inspect, the CLIP score over steps, and at the end the images.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import torch
+from PIL import Image
+
+from ..clip.model import ClipModel
+from ..clip.noised import NoisedImageTower, load_noised_clip
+from ..device import DeviceChoice
+from ..errors import InputError, ModelUnavailable
+from ..registry import ASSETS
+from .conditional import TextCondUNet, load_cond_model
+from .ddpm import Schedule
+from .reverse_view import grid
+from .text2img import GuidedStep, guided_sampler
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
+BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"
+METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
+SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
+MAX_IMAGES = 8
+MAX_SCALE = 1000.0
+Sampler = Literal["DDPM", "DDIM"]
+
+
+@dataclass
+class Text2ImgModels:
+    model: TextCondUNet
+    clip: ClipModel  # the CLIP whose text embeddings condition `model`
+    noised: NoisedImageTower | None
+    schedule: Schedule
+    device: DeviceChoice
+    name: str
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.unet.config.sample_size
+        return int(size if isinstance(size, int) else size[0])
+
+
+def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP, *,
+                  device: DeviceChoice, clip: ClipModel | None = None) -> Text2ImgModels:
+    """Load the conditional DDPM at `path`, its CLIP (reusing `clip` when it is that one) and the noised
+    CLIP at `noised_path` when present (CLIP guidance is then offered)."""
+    path = Path(path)
+    if not (path / "cond_config.json").exists():
+        raise ModelUnavailable(f"No text-to-image model in {path}.")
+    model = load_cond_model(path, device=device.device, dtype=torch.float32)
+    if clip is None or clip.spec.spec != model.cfg.clip_spec:
+        clip = ClipModel.load(model.cfg.clip_spec, device)
+    noised = None
+    if (Path(noised_path) / "noised_clip.json").exists():
+        noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
+    return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name)
+
+
+def prompt_tokens(clip: ClipModel, prompt: str) -> int:
+    """How many of the tokenizer's context positions `prompt` takes, start and end tokens included."""
+    encode = getattr(clip.tokenizer, "encode", None)
+    if encode is None:  # a tokenizer without a plain encode (e.g. a hub one): count what it kept
+        return int((clip.tokenizer([prompt])[0] != 0).sum())
+    return len(encode(prompt)) + 2
+
+
+def check_prompt(clip: ClipModel, prompt, *, what: str = "prompt", required: bool = True) -> str | None:
+    """The prompt stripped, or an InputError that says what to type. Empty and optional -> None."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"The {what} must be text.")
+    prompt = (prompt or "").strip()
+    if not prompt:
+        if required:
+            raise InputError("Type a prompt, e.g. 'a red heart' or 'a smiling face'.")
+        return None
+    context = int(getattr(clip.tokenizer, "context_length", 77))
+    n = prompt_tokens(clip, prompt)
+    if n > context:
+        raise InputError(f"The {what} is {n - 2} tokens long; {clip.name} reads at most {context - 2}. Shorten it.")
+    return prompt
+
+
+def check_number(value, name: str, lo: float, hi: float, *, integer: bool = False) -> float | int:
+    """A finite number in [lo, hi], else an InputError naming the setting."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number.") from None
+    if not math.isfinite(v):
+        raise InputError(f"{name} must be a finite number, not {value}.")
+    if not lo <= v <= hi:
+        raise InputError(f"{name} must be between {lo:g} and {hi:g}.")
+    if integer:
+        if v != int(v):
+            raise InputError(f"{name} must be a whole number.")
+        return int(v)
+    return v
+
+
+@dataclass
+class Text2ImgUpdate:
+    t: int
+    index: int
+    total: int
+    x_t: Image.Image
+    x0_hat: Image.Image
+    elapsed_s: float
+    pieces: list[tuple[Image.Image, str]] = field(default_factory=list)  # at the inspected step
+    clip_scores: list[tuple[int, float]] = field(default_factory=list)  # (t, mean score) so far
+    final: bool = False
+    stopped: bool = False
+    images: list[Image.Image] = field(default_factory=list)  # the samples, at the end
+
+
+def heatmap(x: torch.Tensor, size: int = 128) -> Image.Image:
+    """|x| summed over channels (C, H, W) as a black-red-yellow-white heat map, scaled to its max."""
+    v = x.abs().sum(0)
+    v = (v / v.max().clamp(min=1e-12)).clamp(0, 1)
+    rgb = torch.stack([(3 * v).clamp(0, 1), (3 * v - 1).clamp(0, 1), (3 * v - 2).clamp(0, 1)]) * 2 - 1
+    return grid(rgb[None], size=size)
+
+
+def pieces_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
+    """The parts of image i's guided prediction at this step, as captioned images."""
+    show = lambda e: grid(e[i : i + 1] / 3)  # noqa: E731 - ε ~ N(0, 1): /3 to show it in [-1, 1]
+    out = [(grid(step.x_t[i : i + 1]), f"x_t (t = {step.t})")]
+    if step.eps_cond is not None:
+        diff = step.eps_cond[i] - step.eps_uncond[i]
+        out += [(show(step.eps_uncond), "ε̂(x_t, ∅)"), (show(step.eps_cond), "ε̂(x_t, c)"),
+                (grid((diff / diff.abs().max().clamp(min=1e-12))[None]), "ε̂(x_t, c) − ε̂(x_t, ∅) (scaled to show)")]
+    if step.grad is not None:
+        out.append((heatmap(step.grad[i]), f"|∇ CLIP score| (score {float(step.clip_score[i]):.3f})"))
+    out += [(show(step.eps), "guided ε̂ (what the step uses)"), (grid(step.x0_hat[i : i + 1]), "x̂₀ from the guided ε̂")]
+    return out
+
+
+def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = None, method: str = "cfg",
+                 scale: float = 3.0, sampler: Sampler = "DDIM", steps: int = 50, seed: int = 0, n: int = 4,
+                 inspect: float = 0.5, sweep: bool = False, clip_x0: bool = True,
+                 stop: threading.Event | None = None) -> Iterator[Text2ImgUpdate]:
+    """Stream a guided run of `n` images; with `sweep`, one image per scale in SWEEP_SCALES from one seed.
+
+    ``inspect`` in [0, 1] picks the step whose pieces are shown (0 = the first, noisiest step).
+    Setting `stop` ends the run after the current step; the last update (``final``) keeps what was made.
+    """
+    if method not in METHODS.values():
+        raise InputError(f"Unknown guidance '{method}': use one of {', '.join(METHODS)}.")
+    if sampler not in ("DDPM", "DDIM"):
+        raise InputError(f"Unknown sampler '{sampler}': use DDPM or DDIM.")
+    if method == "clip" and models.noised is None:
+        raise ModelUnavailable("CLIP guidance needs the noised CLIP, which is not installed here.")
+    scale = check_number(scale, "The guidance scale", 0, MAX_SCALE)
+    steps = check_number(steps, "DDIM steps", 1, models.schedule.T, integer=True)
+    seed = check_number(seed, "The seed", 0, 2**63 - 1, integer=True)
+    n = check_number(n, "The number of images", 1, MAX_IMAGES, integer=True)
+    inspect = check_number(inspect, "The inspected step", 0, 1)
+    clip = models.clip
+    prompt = check_prompt(clip, prompt, required=method != "none") or ""
+    negative = check_prompt(clip, negative, what="negative prompt", required=False)
+    dev = models.device.device
+    cond = clip.encode_texts([prompt])[0].to(dev) if prompt else None
+    neg = clip.encode_texts([negative])[0].to(dev) if negative and method == "cfg" else None
+    size = models.image_size
+    if sweep:  # every scale from one x_T
+        noise = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+        x_T = noise.expand(len(SWEEP_SCALES), -1, -1, -1).contiguous().to(dev)
+        w = torch.tensor(SWEEP_SCALES) * (scale if method == "clip" else 1.0)  # CLIP: multiples of the scale
+    else:
+        x_T = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dev)
+        w = scale
+    g = torch.Generator(device=dev).manual_seed(seed + 1)
+    total = models.schedule.T if sampler == "DDPM" else steps
+    at = min(total - 1, max(0, round(inspect * (total - 1))))
+    run = guided_sampler(models.model, models.schedule, x_T, g, method=method, scale=w, cond=cond, negative=neg,
+                         noised_clip=models.noised, sampler=sampler.lower(), steps=steps, clip_x0=clip_x0)
+    per_row = len(x_T) if len(x_T) <= 4 else math.ceil(len(x_T) / 2)
+    t0, pieces, scores, last = time.time(), [], [], None
+    try:
+        for st in run:
+            if st.index == at:
+                pieces = pieces_of(st)
+            if st.clip_score is not None:
+                scores.append((st.t, float(st.clip_score.mean())))
+            last = st
+            yield Text2ImgUpdate(st.t, st.index, st.total, grid(st.x_prev, per_row=per_row),
+                                 grid(st.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores))
+            if stop is not None and stop.is_set():
+                break
+    finally:
+        run.close()
+    if last is None:
+        return
+    images = [grid(x[None], size=128) for x in last.x_prev]
+    yield Text2ImgUpdate(last.t, last.index, last.total, grid(last.x_prev, per_row=per_row),
+                         grid(last.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores), final=True,
+                         stopped=last.index < last.total - 1, images=images)

@@ -1,0 +1,199 @@
+"""Train the bundled text-conditional emoji DDPM (GLIDE-style text conditioning, classifier-free guidance).
+
+    python -m demo_core.training.train_text2img --data data/emoji --run data/runs/emoji-text2img \
+        --export assets/models/emoji-text2img                # resumable: re-run to continue
+
+Algorithm 1 with a condition (Ho & Salimans 2022, classifier-free guidance):
+    repeat
+        (x_0, caption) ~ data;  e = CLIP_text(caption)        (the frozen mini-CLIP, unit norm)
+        e = 0 with probability p_uncond                       (the null condition ∅)
+        t ~ Uniform({1, …, T}),  ε ~ N(0, I)
+        gradient step on  w_t·‖ε − ε_θ(√ᾱ_t·x_0 + √(1−ᾱ_t)·ε, t, e)‖²
+    until converged
+with the min-SNR-γ weight w_t = min(SNR(t), γ)/SNR(t) (Hang et al. 2023), which stops the many
+nearly-noise-free timesteps from dominating a short training run.
+
+Captions: each emoji gets a fixed bank of captions (its name, aliases or CLDR keywords in the
+templates mini-CLIP was trained with, plus colour and shape words: "a red heart", "a yellow face"),
+embedded once by mini-CLIP. Emoji of the judge's shape groups (``emoji_groups``) are drawn more
+often, so the few cars and flowers are seen as often as the many flags.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..clip.model import ClipModel
+from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+from ..diffusion.ddpm import Schedule, q_sample
+from .emoji_data import EmojiData, article, augment_batch, sample_caption
+from .emoji_groups import glyph_colour, group_of
+from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
+
+
+@dataclass
+class Text2ImgConfig:
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    ema_decay: float = 0.999
+    T: int = 1000
+    schedule: str = "linear"
+    image_size: int = 32
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    p_uncond: float = 0.15  # how often the caption is replaced by the null condition
+    min_snr_gamma: float = 5.0
+    group_share: float = 0.5  # expected fraction of each batch drawn from the shape groups
+    captions_per_emoji: int = 12
+    clip_spec: str = "mini-clip"
+    embed_dim: int = 128  # the CLIP's embedding width
+    seed: int = 0
+    checkpoint_every: int = 50
+
+
+def captions_for(record: dict, colour: str | None, group: str | None, k: int, rng: random.Random) -> list[str]:
+    """k captions for one emoji: two thirds as mini-CLIP was trained, a third with colour/shape words."""
+    caps = [sample_caption(record, rng) for _ in range(k - k // 3)]
+    extra = []
+    if colour:
+        extra.append(article(f"{colour} {record['name']}"))
+    if group:
+        extra.append(f"a {group}")
+        if colour:
+            extra.append(f"a {colour} {group}")
+    for i in range(k - len(caps)):
+        caps.append(extra[i] if i < len(extra) else sample_caption(record, rng))
+    return caps
+
+
+def caption_bank(data: EmojiData, cfg: Text2ImgConfig, cache: Path | None = None) -> tuple[torch.Tensor, list[list[str]]]:
+    """(N, K, D) unit text embeddings of K captions per emoji, and the captions; cached in `cache`."""
+    if cache is not None and cache.exists():
+        state = torch.load(cache, map_location="cpu", weights_only=False)
+        return state["emb"], state["captions"]
+    rng = random.Random(cfg.seed)
+    captions = [captions_for(r, glyph_colour(g), group_of(r), cfg.captions_per_emoji, rng)
+                for r, g in zip(data.records, data.glyphs)]
+    clip = ClipModel.load(cfg.clip_spec, device="cpu")
+    flat = [c for caps in captions for c in caps]
+    emb = clip.encode_texts(flat).view(len(captions), cfg.captions_per_emoji, -1)  # (N, K, D)
+    if cache is not None:
+        torch.save({"emb": emb, "captions": captions}, cache)
+    return emb, captions
+
+
+def sampling_weights(data: EmojiData, group_share: float) -> torch.Tensor:
+    """Per-emoji draw weights: the group members share `group_share` of the mass, equally by group."""
+    groups = [group_of(r) for r in data.records]
+    names = sorted({g for g in groups if g})
+    w = torch.zeros(len(data))
+    others = [i for i, g in enumerate(groups) if g is None]
+    if not names or not others:  # nothing to re-weight
+        return torch.ones(len(data))
+    w[others] = (1 - group_share) / len(others)
+    for name in names:
+        idx = [i for i, g in enumerate(groups) if g == name]
+        w[idx] = group_share / len(names) / len(idx)
+    return w
+
+
+def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step: int, cfg: Text2ImgConfig, s: Schedule):
+    """Batch `step` (seeded by step, so a resumed run sees the same batches): x_t, t, ε, e."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=g)
+    x0 = augment_batch(data.glyphs[idx], cfg.image_size, g, scale_range=(0.8, 1.0), max_angle=0.0,
+                       background="white") * 2 - 1  # (B, 3, 32, 32)
+    cap = torch.randint(0, bank.shape[1], (cfg.batch_size,), generator=g)
+    e = bank[idx, cap].clone()  # (B, D)
+    drop = torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond
+    e[drop] = 0.0  # the null condition ∅
+    t = torch.randint(1, cfg.T + 1, (cfg.batch_size,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    return q_sample(s, x0, t, eps), t, eps, e
+
+
+def initial_model(cfg: Text2ImgConfig) -> TextCondUNet:
+    torch.manual_seed(cfg.seed)
+    return TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
+                        CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
+                                   schedule=cfg.schedule))
+
+
+def _config_from_state(state: dict) -> Text2ImgConfig:
+    c = dict(state["config"])
+    c["block_out_channels"] = tuple(c["block_out_channels"])
+    return Text2ImgConfig(**c)
+
+
+def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None = None, threads: int | None = None,
+          stop_at: int | None = None) -> dict:
+    """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
+    data = EmojiData.load(data_dir, split="train")
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    bank, _ = caption_bank(data, cfg, cache=run / "caption_bank.pt")
+    if bank.shape[-1] != cfg.embed_dim:
+        raise ValueError(f"{cfg.clip_spec} makes {bank.shape[-1]}-d embeddings; set embed_dim={bank.shape[-1]}.")
+    weights = sampling_weights(data, cfg.group_share)
+    s = Schedule.make(cfg.schedule, cfg.T)
+    snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)  # (T+1,), index t
+    loss_w = (snr.clamp(max=cfg.min_snr_gamma) / snr).float()  # min-SNR-γ weight of each t
+    seed_run(cfg.seed, threads)
+    model = initial_model(cfg)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    running = None  # the loss, smoothed over about 50 steps for the log
+
+    def step_fn(step: int) -> dict:
+        nonlocal running
+        x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s)
+        per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,); the UNet counts k = t − 1
+        loss = (loss_w[t] * per_sample).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, model, cfg.ema_decay)
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        return {"loss": round(running, 5)}
+
+    model.train()
+    step, log = train_loop(run, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
+                           log_every=25, stop_at=stop_at)
+    result = {**summary(step, log, "final_loss_ema50"), "train_emoji": len(data)}
+    return _export(ema, cfg, export, result) if export else result
+
+
+def export_checkpoint(run_dir: str, export: str) -> dict:
+    """Export the run's latest checkpoint (e.g. of an unfinished run)."""
+    state = load_checkpoint(run_dir)
+    cfg = _config_from_state(state)
+    ema = initial_model(cfg)
+    ema.load_state_dict(state["ema"])
+    result = {**summary(state["step"], state["log"], "final_loss_ema50"), "of_steps": cfg.steps}
+    return _export(ema, cfg, export, result)
+
+
+def _export(ema: TextCondUNet, cfg: Text2ImgConfig, out: str, result: dict) -> dict:
+    """Save the bias-corrected EMA (fp16) as a conditional-model folder."""
+    model = initial_model(cfg)
+    model.load_state_dict(debias_ema(ema.state_dict(), model.state_dict(), cfg.ema_decay, result["steps"]))
+    save_cond_model(model, out, {"trained_by": "demo_core.training.train_text2img", **result, "config": asdict(cfg)})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return training_cli(argv, prog="python -m demo_core.training.train_text2img", doc=__doc__,
+                        run_default="data/runs/emoji-text2img",
+                        export_help="write the EMA model here as a conditional-model folder",
+                        config_cls=Text2ImgConfig, train=train, export_checkpoint=export_checkpoint)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Text to image the GLIDE way: a text-conditional emoji DDPM with classifier-free guidance, or the
+unconditional model steered by a noised CLIP (API `text2img`, and `text2img_sweep` for a guidance sweep)."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pandas as pd
+
+from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate
+from demo_core.engine import Engine
+from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler
+
+FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second
+
+
+def _status(u: Text2ImgUpdate) -> str:
+    line = f"t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
+    if u.final:
+        line = ("⏹ stopped, what was made is kept · " if u.stopped else "✅ done · ") + line
+    return line
+
+
+def _scores(u: Text2ImgUpdate):
+    if not u.clip_scores:
+        return gr.skip()
+    return pd.DataFrame({"t": [t for t, _ in u.clip_scores], "CLIP score": [v for _, v in u.clip_scores]})
+
+
+def build(engine: Engine) -> None:
+    def text2img(prompt: str, negative: str = "", method: str = "classifier-free guidance", scale: float = 3.0,
+                 sampler: str = "DDIM", steps: int = 50, seed: int = 0, n: int = 4, inspect: float = 0.3,
+                 request: gr.Request = None):
+        """Generate images from a prompt, streaming x_t and x̂₀; the first output is the list of images."""
+        shown = 0.0
+        for u in engine.text2img(prompt, negative=negative, method=METHODS.get(method, method), scale=scale,
+                                 sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
+                                 stop_key=request.session_hash if request else None):
+            if u.final or time.time() - shown > FRAME_INTERVAL_S:
+                shown = time.time()
+                yield ([(im, f"image {i + 1}") for i, im in enumerate(u.images)] if u.final else gr.skip(),
+                       u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u))
+
+    def sweep(prompt: str, method: str = "classifier-free guidance", scale: float = 3.0, sampler: str = "DDIM",
+              steps: int = 50, seed: int = 0, request: gr.Request = None):
+        """The same seed at guidance scales 0, 1, 2, 3, 5 and 8 side by side (CLIP guidance: multiples of the scale)."""
+        method = METHODS.get(method, method)
+        if method == "none":
+            raise gr.Error("A guidance sweep needs guidance: choose classifier-free or CLIP guidance.")
+        unit = float(scale) if method == "clip" else 1.0
+        shown = 0.0
+        for u in engine.text2img(prompt, method=method, scale=scale, sampler=sampler, steps=steps, seed=seed,
+                                 sweep=True, stop_key=request.session_hash if request else None):
+            if u.final or time.time() - shown > FRAME_INTERVAL_S:
+                shown = time.time()
+                labels = [f"scale {w * unit:g}" for w in SWEEP_SCALES]
+                yield ([(im, lab) for im, lab in zip(u.images, labels)] if u.final else gr.skip(), u.x_t,
+                       "Sweep: " + _status(u))
+
+    def stop(request: gr.Request):
+        """The Stop button: this session's run ends after its current step, keeping what was made."""
+        engine.stop(request.session_hash)
+
+    gr.Markdown("### Text to image: where CLIP steers diffusion\n" + TEXT2IMG_FORMULA, latex_delimiters=LATEX)
+    with gr.Row():
+        prompt = gr.Textbox("a red heart", label="Prompt", elem_id="t2i-prompt", scale=3)
+        negative = gr.Textbox("", label="Negative prompt (replaces ∅ in classifier-free guidance)", scale=2)
+    with gr.Row():
+        method = gr.Radio(list(METHODS), value="classifier-free guidance", label="Guidance", scale=3)
+        scale = gr.Slider(0, 20, value=3, step=0.5, label="Guidance scale (w for CFG, s for CLIP guidance)",
+                          elem_id="t2i-scale", scale=2)
+    with gr.Row():
+        sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler", scale=1)
+        steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
+        seed = gr.Number(0, precision=0, label="Seed", scale=1)
+        n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
+        inspect = gr.Slider(0, 1, value=0.3, step=0.05, label="Inspect the step at (0 = first, 1 = last)", scale=1)
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", elem_id="t2i-run")
+        run_sweep = gr.Button("Guidance sweep (0, 1, 2, 3, 5, 8)", elem_id="t2i-sweep")
+        halt = gr.Button("Stop", variant="stop", elem_id="t2i-stop")
+    status = gr.Markdown(elem_id="t2i-status")
+    with gr.Row():
+        x_t = gr.Image(label="x_t", interactive=False, format="jpeg", elem_id="t2i-xt")
+        x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
+    images = gr.Gallery(label="Generated images", columns=8, height=180, elem_id="t2i-images")
+    pieces = gr.Gallery(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
+                        height=200, elem_id="t2i-pieces")
+    scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
+                         height=220)
+    swept = gr.Gallery(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
+    run.click(model_handler(text2img, duration=120), [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
+              [images, x_t, x0, pieces, scores, status], api_name="text2img")
+    run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
+                    [swept, x_t, status], api_name="text2img_sweep")
+    halt.click(handler(stop), None, None, api_visibility="private")
