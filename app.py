@@ -16,7 +16,7 @@ import gradio as gr  # noqa: E402
 
 from demo_core.engine import Engine  # noqa: E402
 from demo_core.errors import UserError  # noqa: E402
-from ui import clip_learns, diffusion, search, status, zero_shot  # noqa: E402
+from ui import clip_learns, diffusion, search, status, text_to_image, zero_shot  # noqa: E402
 from ui.common import EXAMPLES  # noqa: E402
 
 
@@ -31,6 +31,8 @@ def build_demo(engine: Engine) -> gr.Blocks:
             search.build(engine)
         with gr.Tab("Diffusion step by step", id="diffusion"):
             diffusion.build(engine)
+        with gr.Tab("Text to image", id="text-to-image"):
+            text_to_image.build(engine)
         with gr.Tab("How CLIP learns", id="clip-learns"):
             clip_learns.build(engine)
     return demo

@@ -19,13 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
 import tempfile
 import threading
 import time
-import weakref
-from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,8 +34,11 @@ from .clip.model import ClipModel
 from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, DdpmModel, available_ddpms, load_ddpm
 from .diffusion.reverse_view import ReverseFrame, ReverseRun, run_reverse
+from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
+                                      Text2ImgUpdate, run_text2img)
 from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
 from .registry import ASSETS, resolve_clip_spec
+from .runs import KeptFiles, StopSignals
 from .search.builder import build_index
 from .search.index import Hit, ImageIndex
 from .search.query import Term, image_query_vector, parse_query, text_query_vector, thumbnail
@@ -51,71 +50,6 @@ BUNDLED_INDEX = ASSETS / "gallery" / "index"
 GALLERY = "bundled gallery"  # the name the bundled gallery's index is offered under
 SAMPLERS = ("DDPM", "DDIM", "DDPM vs DDIM")
 WAIT_S = 900  # how long a request waits for a model that is still loading
-KEPT_GIFS = 8
-
-
-class StopSignals:
-    """One stop event per running request, forgotten when the request ends.
-
-    A run registers under its key (the browser session); ``stop(key)`` sets the events of that
-    key's runs. A run without a key (an API call without a session) gets an event nobody else can
-    set: it ends when its caller stops reading."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._events: dict[str, list[threading.Event]] = {}
-
-    @contextmanager
-    def watch(self, key: str | None) -> Iterator[threading.Event]:
-        event = threading.Event()
-        if key is None:
-            yield event
-            return
-        with self._lock:
-            self._events.setdefault(key, []).append(event)
-        try:
-            yield event
-        finally:
-            with self._lock:
-                self._events[key].remove(event)
-                if not self._events[key]:
-                    del self._events[key]
-
-    def stop(self, key: str | None) -> None:
-        with self._lock:
-            for event in self._events.get(key, []):
-                event.set()
-
-    def __len__(self) -> int:
-        """How many runs are registered now."""
-        with self._lock:
-            return sum(len(events) for events in self._events.values())
-
-
-class KeptFiles:
-    """Files written for the UI to hand out, in one temporary folder: only the newest `keep` stay
-    (Gradio copies a returned file into its own cache at once), and the folder is removed when the
-    engine is closed, collected or the process ends."""
-
-    def __init__(self, keep: int = KEPT_GIFS):
-        self.folder = Path(tempfile.mkdtemp(prefix="clip-lab-files-"))
-        self._keep = keep
-        self._files: deque[Path] = deque()
-        self._lock = threading.Lock()
-        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
-
-    def write(self, data: bytes, *, prefix: str, suffix: str) -> Path:
-        with self._lock:
-            fd, name = tempfile.mkstemp(dir=self.folder, prefix=prefix, suffix=suffix)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            self._files.append(Path(name))
-            while len(self._files) > self._keep:
-                self._files.popleft().unlink(missing_ok=True)
-            return Path(name)
-
-    def close(self) -> None:
-        self._remove()
 
 
 @dataclass
@@ -158,7 +92,8 @@ class Engine:
     """Device, models, indexes and runs. Requests may arrive from several threads at once."""
 
     def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
-                 *, background: bool = False):
+                 *, background: bool = False, text2img_model: str | Path = BUNDLED_TEXT2IMG,
+                 noised_clip: str | Path = BUNDLED_NOISED_CLIP):
         """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
         the models once: in a background thread when `background` (the UI comes up at once and
         shows progress), else before returning (raising ModelUnavailable if the CLIP fails)."""
@@ -180,6 +115,7 @@ class Engine:
         self._index_lock = threading.Lock()
         self._clip_ready, self._ready = threading.Event(), threading.Event()
         self._stops = StopSignals()
+        self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
         self._files = KeptFiles()
         if background:
             threading.Thread(target=self._load, name="model-loader", daemon=True).start()
@@ -197,6 +133,8 @@ class Engine:
             steps.append(("preparing the bundled gallery's index", "gallery index ready", self._settle_gallery_index))
         steps += [(f"loading the DDPM {name}", f"DDPM {name} loaded", lambda name=name: self.ddpm(name))
                   for name in available_ddpms() if name in BUNDLED_DDPMS]
+        if self._text2img.available:
+            steps.append(("loading the text-to-image models", "text-to-image models loaded", self._text2img.models))
         steps.append(("reading the gallery's image–caption pairs", "gallery pairs read", matrix.gallery_pairs))
         for doing, done, load in steps:
             self.loading = doing
@@ -377,6 +315,16 @@ class Engine:
         gif = self._files.write(data, prefix=f"reverse-{names[0]}-seed{int(seed)}-", suffix=".gif") if data else None
         strip = [(im, f"{nm} t={t}") for nm in names for t, im in runs[nm].kept]
         yield ReverseUpdate(dict(latest), time.time() - t0, final=True, stopped=stopped, strip=strip, gif=gif)
+
+    def text2img(self, prompt: str, *, stop_key: str | None = None, **settings) -> Iterator[Text2ImgUpdate]:
+        """Stream a guided text-to-image run (``run_text2img``); ``stop(stop_key)`` ends it after its step."""
+        models = self._text2img.models()
+        with self._stops.watch(stop_key) as stop:
+            yield from run_text2img(models, prompt, stop=stop, **settings)
+
+    @property
+    def loaded_text2img(self) -> Text2ImgModels | None:
+        return self._text2img.loaded
 
     def stop(self, key: str | None) -> None:
         """The Stop button: that session's running samplers end after their current step."""

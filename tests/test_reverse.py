@@ -7,7 +7,7 @@ from demo_core.diffusion.ddpm import Schedule
 from demo_core.diffusion.models import load_ddpm
 from demo_core.diffusion.reverse_view import run_reverse
 from demo_core.diffusion.samplers import ddpm_sampler, initial_noise
-from demo_core.engine import KeptFiles, StopSignals
+from demo_core.runs import KeptFiles, StopSignals
 from demo_core.errors import ModelUnavailable
 
 

@@ -47,6 +47,10 @@ def status_panel(engine: Engine) -> str:
     ddpms = ", ".join(f"{m.display} (T={m.T}, {m.schedule})" for m in engine.loaded_ddpms()) or "none loaded yet"
     lines.append(f"| diffusion models | {ddpms}; offered: {', '.join(available_ddpms())}; "
                  f"runs now: {engine.running} |")
+    t2i = engine.loaded_text2img
+    if t2i:
+        lines.append(f"| text to image | {t2i.name} (conditioned on {t2i.clip.name} text embeddings; CLIP guidance "
+                     f"{'with the noised CLIP' if t2i.noised is not None else 'off: no noised CLIP bundled'}) |")
     for name in engine.index_names():
         lines.append(f"| index: {name} | {index_summary(engine, name)} |")
     state = ("loaded" if engine.ready else f"loading: {engine.loading}") + \

@@ -53,8 +53,9 @@ def clip_score_grad(image_embed: Callable[[torch.Tensor, int], torch.Tensor], x_
     Returns:
         (grad (B, 3, H, W), score (B,)).
     """
-    with torch.enable_grad():
-        x = x_t.detach().float().requires_grad_(True)
-        score = (image_embed(x, t) * text_emb).sum(dim=-1)  # (B,) cosines: both sides are unit vectors
+    with torch.inference_mode(False), torch.enable_grad():
+        # clones: tensors made under inference_mode (the UNet's outputs, cached text embeddings) can't enter autograd
+        x = x_t.detach().clone().float().requires_grad_(True)
+        score = (image_embed(x, t) * text_emb.clone()).sum(dim=-1)  # (B,) cosines: both sides are unit vectors
         (grad,) = torch.autograd.grad(score.sum(), x)  # samples are independent, so sum → per-sample grads
     return grad.detach(), score.detach()

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 from PIL import Image
@@ -209,3 +209,33 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     yield Text2ImgUpdate(last.t, last.index, last.total, grid(last.x_prev, per_row=per_row),
                          grid(last.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores), final=True,
                          stopped=last.index < last.total - 1, images=images)
+
+
+class Text2ImgService:
+    """The bundled text-to-image models, loaded once: by the engine's loader at startup or by the first
+    request that needs them. ``active_clip()`` gives the app's CLIP, reused when it is the one the
+    model was trained on (so mini-CLIP is not loaded twice)."""
+
+    def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
+                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP):
+        self.device, self.path, self.noised_path = device, Path(path), Path(noised_path)
+        self._active_clip = active_clip
+        self._models: Text2ImgModels | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return (self.path / "cond_config.json").exists()
+
+    @property
+    def loaded(self) -> Text2ImgModels | None:
+        return self._models
+
+    def models(self) -> Text2ImgModels:
+        with self._lock:
+            if self._models is None:
+                self._models = load_text2img(self.path, self.noised_path, device=self.device,
+                                             clip=self._active_clip())
+                logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
+                            "on" if self._models.noised is not None else "off: no noised CLIP")
+            return self._models

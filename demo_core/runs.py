@@ -1,0 +1,78 @@
+"""What the engine keeps for runs in flight: a stop signal per request, and the files it hands out."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+KEPT_GIFS = 8
+
+
+class StopSignals:
+    """One stop event per running request, forgotten when the request ends.
+
+    A run registers under its key (the browser session); ``stop(key)`` sets the events of that
+    key's runs. A run without a key (an API call without a session) gets an event nobody else can
+    set: it ends when its caller stops reading."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events: dict[str, list[threading.Event]] = {}
+
+    @contextmanager
+    def watch(self, key: str | None) -> Iterator[threading.Event]:
+        event = threading.Event()
+        if key is None:
+            yield event
+            return
+        with self._lock:
+            self._events.setdefault(key, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._events[key].remove(event)
+                if not self._events[key]:
+                    del self._events[key]
+
+    def stop(self, key: str | None) -> None:
+        with self._lock:
+            for event in self._events.get(key, []):
+                event.set()
+
+    def __len__(self) -> int:
+        """How many runs are registered now."""
+        with self._lock:
+            return sum(len(events) for events in self._events.values())
+
+
+class KeptFiles:
+    """Files written for the UI to hand out, in one temporary folder: only the newest `keep` stay
+    (Gradio copies a returned file into its own cache at once), and the folder is removed when the
+    engine is closed, collected or the process ends."""
+
+    def __init__(self, keep: int = KEPT_GIFS):
+        self.folder = Path(tempfile.mkdtemp(prefix="clip-lab-files-"))
+        self._keep = keep
+        self._files: deque[Path] = deque()
+        self._lock = threading.Lock()
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    def write(self, data: bytes, *, prefix: str, suffix: str) -> Path:
+        with self._lock:
+            fd, name = tempfile.mkstemp(dir=self.folder, prefix=prefix, suffix=suffix)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self._files.append(Path(name))
+            while len(self._files) > self._keep:
+                self._files.popleft().unlink(missing_ok=True)
+            return Path(name)
+
+    def close(self) -> None:
+        self._remove()

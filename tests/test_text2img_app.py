@@ -1,0 +1,84 @@
+"""The `text2img` and `text2img_sweep` endpoints on a launched app, with a tiny random conditional model."""
+import pytest
+import torch
+
+from tests.test_app import _free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from gradio_client import Client
+
+    import app
+    from demo_core.clip.model import ClipModel
+    from demo_core.clip.noised import NoisedImageTower, save_noised_clip
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.engine import Engine
+
+    root = tmp_path_factory.mktemp("t2i")
+    torch.manual_seed(0)
+    model = TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(clip_spec="mini-clip", T=50))
+    save_cond_model(model, root / "model", dtype=torch.float32)
+    clip = ClipModel.load("mini-clip", "cpu")
+    save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=50, image_size=clip.image_size),
+                     root / "noised", "mini-clip")
+    engine = Engine("mini-clip", "cpu", text2img_model=root / "model", noised_clip=root / "noised")
+    demo = app.build_demo(engine)
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
+                        quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_prompt_alone_gives_images_first(client):
+    out = client.predict("a red heart", api_name="/text2img")  # every other parameter defaulted
+    images, status = out[0], out[-1]
+    assert len(images) == 4 and all(im["image"] for im in images)  # the default: 4 images
+    assert "done" in status and "step 50 of 50" in status  # DDIM-50 by default
+
+
+def test_each_guidance_method_runs_and_shows_its_pieces(client):
+    for method, piece in (("classifier-free guidance", "ε̂(x_t, ∅)"), ("CLIP guidance (noised CLIP)", "CLIP score"),
+                          ("none (unconditional)", "guided ε̂")):
+        images, _, _, pieces, _, status = client.predict("a smiling face", "", method, 2.0, "DDIM", 5, 1, 2, 0.5,
+                                                         api_name="/text2img")
+        assert len(images) == 2 and "done" in status
+        assert any(piece in (p["caption"] or "") for p in pieces), (method, [p["caption"] for p in pieces])
+
+
+def test_sweep_gives_one_image_per_scale(client):
+    images, _, status = client.predict("a heart", "classifier-free guidance", 3.0, "DDIM", 5, 0,
+                                       api_name="/text2img_sweep")
+    assert [im["caption"] for im in images] == ["scale 0", "scale 1", "scale 2", "scale 3", "scale 5", "scale 8"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("",), "Type a prompt"),
+    (("a " * 40,), "tokens long"),
+    (("a heart", "", "classifier-free guidance", 3.0, "DDIM", 5, 0, 99), "greater than maximum value 8"),
+    (("a heart", "", "classifier-free guidance", 3.0, "DDIM", 5, 10**30), "seed"),
+])
+def test_bad_input_gets_a_plain_message(client, args, msg):
+    with pytest.raises(Exception) as e:
+        client.predict(*args, api_name="/text2img")
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize("setting,value,msg", [("scale", float("nan"), "finite"), ("scale", float("inf"), "finite"),
+                                               ("inspect", float("nan"), "finite"), ("steps", 2.5, "whole number")])
+def test_engine_refuses_non_finite_and_fractional_settings(setting, value, msg, tmp_path):
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.engine import Engine
+    from demo_core.errors import InputError
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
+                    dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    with pytest.raises(InputError, match=msg):
+        next(engine.text2img("a heart", **{setting: value}))
