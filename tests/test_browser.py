@@ -190,3 +190,16 @@ def test_reverse_process_stop_keeps_the_frames_and_algorithm_2_as_written_runs(p
     status = _wait_text(page, "#r-status", "stopped", 60_000)
     assert "step 1000 of 1000" not in status
     assert page.locator("#r-strip img").count() >= 1
+
+
+def test_text_to_image_streams_images_pieces_and_a_sweep(page, tmp_path):
+    page.get_by_role("tab", name="Text to image").click()
+    page.locator("#t2i-prompt textarea").fill("a red heart")
+    page.locator("#t2i-run").click()
+    _wait_text(page, "#t2i-status", "done", 180_000)
+    assert page.locator("#t2i-images img").count() == 4
+    assert page.locator("#t2i-pieces img").count() >= 5  # x_t, ε̂(∅), ε̂(c), difference, guided ε̂, x̂₀
+    page.locator("#t2i-sweep").click()
+    _wait_text(page, "#t2i-status", "Sweep: ✅ done", 180_000)
+    assert page.locator("#t2i-swept img").count() == 6
+    _screenshot(page, "text-to-image.png", tmp_path)

@@ -8,6 +8,7 @@ inspect, the CLIP score over steps, and at the end the images.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -110,6 +111,17 @@ def check_number(value, name: str, lo: float, hi: float, *, integer: bool = Fals
             raise InputError(f"{name} must be a whole number.")
         return int(v)
     return v
+
+
+def noised_clip_curve(noised_path: str | Path = BUNDLED_NOISED_CLIP) -> list[dict]:
+    """Held-out zero-shot accuracy against t of the plain and the noised CLIP image tower, as measured
+    when the noised CLIP was trained (``noised_clip.json``): rows {t, accuracy, tower}; [] if absent."""
+    meta = Path(noised_path) / "noised_clip.json"
+    if not meta.exists():
+        return []
+    curve = json.loads(meta.read_text()).get("accuracy_vs_t", {})
+    return [{"t": t, "accuracy": acc, "tower": f"{name} CLIP"}
+            for name in ("plain", "noised") for t, acc in zip(curve.get("t", []), curve.get(name, []))]
 
 
 @dataclass

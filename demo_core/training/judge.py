@@ -59,6 +59,12 @@ def renders(glyphs: torch.Tensor, g: torch.Generator, white_share: float = 0.5) 
     rand = augment_batch(glyphs, 32, g, scale_range=(0.6, 1.0), max_angle=15.0, background="random")
     use_white = (torch.rand(b, 1, 1, 1, generator=g) < white_share).float()
     x = use_white * white + (1 - use_white) * rand
+    # colour: half the time the RGB channels are permuted, a fifth of the time grey, so that a shape
+    # group is learned by its shape (a white cherry blossom is a flower too)
+    perm = torch.stack([torch.randperm(3, generator=g) for _ in range(b)])  # (B, 3)
+    permuted = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
+    x = torch.where(torch.rand(b, 1, 1, 1, generator=g) < 0.5, permuted, x)
+    x = torch.where(torch.rand(b, 1, 1, 1, generator=g) < 0.2, x.mean(1, keepdim=True).expand_as(x), x)
     blur = torch.rand(b, 1, 1, 1, generator=g) < 0.3
     x = torch.where(blur, F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1), x)
     x = x + 0.04 * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
@@ -85,7 +91,7 @@ def accuracy(model: Judge, glyphs: torch.Tensor, labels: torch.Tensor, n: int = 
             "emoji": int(labels.shape[0]), "renders_each": n}
 
 
-def train_judge(data_dir: str, *, steps: int = 1200, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[Judge, dict]:
+def train_judge(data_dir: str, *, steps: int = 1500, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[Judge, dict]:
     torch.manual_seed(seed)
     glyphs, labels, _ = group_data(data_dir, "train")
     g = torch.Generator().manual_seed(seed)
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo_core.training.judge", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.emoji_data")
     ap.add_argument("--out", default="assets/models/emoji-judge", help="where to write the judge")
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args(argv)
