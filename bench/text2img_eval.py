@@ -54,6 +54,24 @@ def diversity(images: torch.Tensor) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
+@torch.inference_mode()
+def condition_effect(model, s, clip, ts=(900, 500, 100), n=16) -> dict:
+    """How much the prompt changes the prediction: mean ‖ε̂(x_t, c) − ε̂(x_t, ∅)‖ / ‖ε̂(x_t, ∅)‖ over the
+    group prompts, on pure-noise-started x_t = √ᾱ_t·0 + √(1−ᾱ_t)·ε (no data needed), at a few t."""
+    g = torch.Generator().manual_seed(0)
+    size = model.unet.config.sample_size
+    conds = clip.encode_texts(list(GROUP_PROMPTS.values()))  # (G, D)
+    out = {}
+    for t in ts:
+        x = (1 - s.alpha_bars[t]).sqrt().float() * torch.randn(n, 3, size, size, generator=g)
+        k = torch.full((n,), t - 1)
+        e0 = model(x, k, model.null(n))
+        rel = [float(((model(x, k, c.expand(n, -1)) - e0).flatten(1).norm(dim=1) / e0.flatten(1).norm(dim=1)).mean())
+               for c in conds]
+        out[f"t={t}"] = round(sum(rel) / len(rel), 4)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "assets/models/emoji-text2img"))
@@ -114,6 +132,7 @@ def main(argv=None) -> int:
     res["cfg"]["colour"] = [round(float(h) / (len(COLOUR_PROMPTS) * len(seeds)), 3) for h in colour_hits]
     cond = clip.encode_texts(["a heart"])[0]
     _, res["time_per_image_step_s"]["none"] = sample(model, s, cond, [0.0], seeds, method="none", steps=args.steps)
+    res["condition_effect"] = condition_effect(model, s, clip)
     res["prompts"] = {"shape": GROUP_PROMPTS, "colour": COLOUR_PROMPTS}
     print(json.dumps(res, indent=1))
     if args.out:
