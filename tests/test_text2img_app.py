@@ -82,3 +82,23 @@ def test_engine_refuses_non_finite_and_fractional_settings(setting, value, msg, 
     engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
     with pytest.raises(InputError, match=msg):
         next(engine.text2img("a heart", **{setting: value}))
+
+
+def test_stop_ends_the_run_after_its_step_and_keeps_what_was_made(tmp_path):
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.engine import Engine
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
+                    dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    updates = []
+    for u in engine.text2img("a heart", sampler="DDPM", n=2, stop_key="session-a"):
+        updates.append(u)
+        if len(updates) == 3:
+            engine.stop("session-b")  # another session's Stop does nothing here
+        if len(updates) == 5:
+            engine.stop("session-a")
+    final = updates[-1]
+    assert final.final and final.stopped and final.index == 4 and final.total == 50
+    assert len(final.images) == 2 and engine.running == 0
