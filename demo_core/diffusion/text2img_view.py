@@ -24,6 +24,7 @@ from ..clip.model import ClipModel
 from ..clip.noised import NoisedImageTower, load_noised_clip
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
+from ..inputs import check_number
 from ..registry import ASSETS
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
@@ -94,23 +95,6 @@ def check_prompt(clip: ClipModel, prompt, *, what: str = "prompt", required: boo
     if n > context:
         raise InputError(f"The {what} is {n - 2} tokens long; {clip.name} reads at most {context - 2}. Shorten it.")
     return prompt
-
-
-def check_number(value, name: str, lo: float, hi: float, *, integer: bool = False) -> float | int:
-    """A finite number in [lo, hi], else an InputError naming the setting."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number.") from None
-    if not math.isfinite(v):
-        raise InputError(f"{name} must be a finite number, not {value}.")
-    if not lo <= v <= hi:
-        raise InputError(f"{name} must be between {lo:g} and {hi:g}.")
-    if integer:
-        if v != int(v):
-            raise InputError(f"{name} must be a whole number.")
-        return int(v)
-    return v
 
 
 def noised_clip_curve(noised_path: str | Path = BUNDLED_NOISED_CLIP) -> list[dict]:
