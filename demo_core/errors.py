@@ -26,3 +26,7 @@ class IndexProblem(UserError):
 
 class ModelUnavailable(UserError):
     """A model spec that names nothing, or a model that cannot be loaded here (e.g. offline)."""
+
+
+class IndexBusy(UserError):
+    """Another process is writing the same index folder; the message names it (pid)."""

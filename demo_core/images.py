@@ -21,6 +21,7 @@ import contextlib
 import io
 import os
 import re
+import struct
 import threading
 from pathlib import Path
 
@@ -126,11 +127,21 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, draft_size: int | None =
 
 
 def header_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as stored, read from the header only (EXIF rotation applied)."""
+    """(width, height) as stored, read from the header only (EXIF rotation applied): no pixel is decoded.
+
+    A PNG keeps its EXIF in an ``eXIf`` chunk that may follow the pixel data, and Pillow decodes the
+    whole image to look for it; so a PNG's orientation is read only when the chunk came before the
+    pixels (``info["exif"]``), which is where writers put it. Raises ImageError like ``load_image``.
+    """
     with _pillow_allows(MAX_PIXELS):
         im = _open(data)
     w, h = im.size
-    orientation = im.getexif().get(0x0112, 1)
+    if im.format == "PNG" and "exif" not in im.info:
+        return w, h
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, struct.error):  # a damaged EXIF block: take the size as stored
+        orientation = 1
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

@@ -3,14 +3,26 @@
 Embeds every image under DIR with CLIP into a searchable index (FAISS + SQLite). Re-running it
 updates the index: only new or changed images are embedded, renamed ones keep their vectors,
 deleted ones are removed. It is safe to stop at any moment (Ctrl-C); re-run to continue.
+Files that cannot be indexed (damaged, too large, not images, FIFOs, names that are not UTF-8)
+are skipped, one `skipped PATH: reason` line each; the build still succeeds.
 """
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python index_builder` runs this folder
+
+EXIT_CODES = """exit codes:
+  0    the index is up to date (files that could not be indexed are listed as `skipped`)
+  1    the index folder cannot be written
+  2    bad arguments, or the model cannot be loaded
+  3    the index folder cannot be used for DIR (another folder's or another model's index)
+  4    another index_builder is writing the same index folder (its pid is named); wait or use another --out
+  130  interrupted (Ctrl-C): what was embedded so far is kept; run the same command to continue"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python index_builder",
         description="Embed a folder of images (recursively: jpg, jpeg, png, webp, gif, bmp, tiff) into a "
                     "CLIP search index that the app's Search tab opens with --index. Re-run to update it.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("dir", help="the image collection (folder) to index")
     ap.add_argument("--out", default=None, help="index folder (default: DIR/.clip-index)")
@@ -28,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     ap.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the build started (imports, model loading): nothing to keep
+        print("\ninterrupted.", file=sys.stderr)
+        return 130
 
+
+def _run(args: argparse.Namespace) -> int:
     root = Path(args.dir).expanduser()
     if not root.is_dir():
         print(f"error: {args.dir} is not a folder", file=sys.stderr)
@@ -37,21 +57,47 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --batch-size and --workers must be at least 1", file=sys.stderr)
         return 2
     out = Path(args.out).expanduser() if args.out else root / ".clip-index"
+
+    from PIL import Image
+
+    from demo_core.errors import IndexBusy, IndexProblem, UserError
+    from demo_core.search.builder import display_name, writer_lock
+
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with open(out / ".lock", "a"):  # the lock file doubles as the write probe
+            pass
     except OSError as e:
-        print(f"error: cannot write the index to {out} ({e.strerror or e})", file=sys.stderr)
+        print(f"error: cannot write the index to {display_name(str(out))} ({e.strerror or e})", file=sys.stderr)
         return 1
+    # Pillow warns about large images and odd files; each such file gets its own `skipped` line instead.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module="PIL")
+    try:
+        with writer_lock(out):  # before loading the model: a second builder on OUT stops at once
+            return _build(args, root, out)
+    except IndexBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    except sqlite3.DatabaseError as e:
+        print(f"error: {display_name(str(out / 'meta.sqlite'))} is not a usable index database ({e}); "
+              "use another --out", file=sys.stderr)
+        return 3
+    except IndexProblem as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
+
+def _build(args: argparse.Namespace, root: Path, out: Path) -> int:
+    """Load the model and build, holding the lock on `out`."""
     from tqdm import tqdm
 
     from demo_core.clip.model import ClipModel
-    from demo_core.errors import IndexProblem, UserError
     from demo_core.registry import resolve_clip_spec
-    from demo_core.search.builder import build_index
+    from demo_core.search.builder import build_index, display_name
     from demo_core.search.index import ImageIndex
 
     requested = args.model
@@ -59,13 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         idx = ImageIndex(out)
         requested = idx.manifest().get("model")
         idx.close()
-    try:
-        resolution = resolve_clip_spec(requested)
-        print(f"model: {resolution.reason}", file=sys.stderr)
-        clip = ClipModel.load(resolution, args.device)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    resolution = resolve_clip_spec(requested)
+    print(f"model: {resolution.reason}", file=sys.stderr)
+    clip = ClipModel.load(resolution, args.device)
 
     bar = tqdm(total=0, unit="img", desc="embedding", file=sys.stderr, dynamic_ncols=True)
 
@@ -77,18 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = build_index(root, out, clip, batch_size=args.batch_size, workers=args.workers,
                              include_hidden=args.include_hidden, progress=progress)
-    except IndexProblem as e:
-        bar.close()
-        print(f"error: {e}", file=sys.stderr)
-        return 3
     except KeyboardInterrupt:
-        bar.close()
         print(f"\ninterrupted: what was embedded so far is saved in {out}; run the same command to continue.",
               file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        bar.close()
     for rel, reason in report.skipped:
-        print(f"skipped {rel}: {reason}", file=sys.stderr)
+        print(f"skipped {display_name(rel)}: {reason}", file=sys.stderr)
     for line in report.summary_lines():
         print(line)
     print(f"index: {out}  (open it with: python app.py --index {out})")

@@ -5,12 +5,20 @@ embeds what is new or changed: an unchanged file (same size and mtime) is skippe
 read; a moved or renamed file is recognised by its SHA-256 and keeps its vector; a copy of an
 indexed file reuses its vector; deleted files are removed. Each batch is committed on its own, so
 a build killed at any point loses at most the batch in flight, and re-running completes it.
+
+Hostile folders are expected: only regular files are read (a FIFO named ``x.jpg`` would block a
+read forever), a name that is not valid UTF-8 cannot be stored and is skipped, files over
+``MAX_FILE_BYTES`` are not read, and a damaged or oversized image is skipped with its reason; the
+build itself goes on. One writer at a time: ``writer_lock`` holds ``OUT/.lock`` for the build.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import stat
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,12 +27,18 @@ from typing import Callable
 
 import torch
 
-from ..errors import ImageError, IndexProblem
+from ..errors import ImageError, IndexBusy, IndexProblem
 from ..images import header_size, load_image
 from .index import ImageIndex, now_iso
 
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+MAX_FILE_BYTES = 256 * 2**20  # no photo is larger; a bigger "image" is not read into memory
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one builder per folder is then up to the user
+    fcntl = None
 
 
 @dataclass
@@ -54,9 +68,26 @@ class BuildReport:
         return lines
 
 
+def display_name(rel: str) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 shown as \\xNN (as a shell's $'…' would)."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this st_mode cannot be read as an image, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "not a regular file")
+    return f"{kind}, not an image file"
+
+
 def scan(root: Path, include_hidden: bool = False) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
     """Image files under `root`, recursively. Directory symlinks are not followed (so no loops);
-    a file symlink is kept only if it points inside the collection. Returns (files, skipped)."""
+    a file symlink is kept only if it points inside the collection. Returns (files, skipped): what
+    cannot be indexed (not a regular file, a name that is not UTF-8, empty, too large) is skipped
+    here with its reason, without being opened."""
     root = root.resolve()
     files, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -71,6 +102,11 @@ def scan(root: Path, include_hidden: bool = False) -> tuple[list[ScannedFile], l
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:  # os.walk keeps undecodable bytes as surrogates; SQLite cannot store them
+                skipped.append((display_name(rel), "the file name is not valid UTF-8; rename the file to index it"))
+                continue
+            try:
                 if path.is_symlink():
                     target = path.resolve()
                     if root not in target.parents:
@@ -80,29 +116,124 @@ def scan(root: Path, include_hidden: bool = False) -> tuple[list[ScannedFile], l
             except OSError as e:
                 skipped.append((rel, f"cannot read ({e.strerror or e})"))
                 continue
+            why = _not_regular(st.st_mode)
+            if why is None and st.st_size == 0:
+                why = "the file is empty"
+            if why is None and st.st_size > MAX_FILE_BYTES:
+                why = f"the file is {st.st_size / 2**20:,.0f} MB; files over {MAX_FILE_BYTES // 2**20} MB are not read"
+            if why:
+                skipped.append((rel, why))
+                continue
             files.append(ScannedFile(rel, path, st.st_size, st.st_mtime))
     return files, skipped
 
 
 def _read(f: ScannedFile):
-    """Worker: read the bytes once and hash them. Returns (file, sha256, bytes) or (file, None, error)."""
+    """Worker: read the bytes once and hash them. Returns (file, sha256, bytes) or (file, None, reason).
+
+    Opened without blocking and checked again: the file may have been swapped for a FIFO since the scan."""
     try:
-        data = f.path.read_bytes()
+        fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            why = _not_regular(os.fstat(fh.fileno()).st_mode)
+            if why:
+                return f, None, why
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         return f, None, f"cannot read ({e.strerror or e})"
+    if len(data) > MAX_FILE_BYTES:
+        return f, None, f"the file is over {MAX_FILE_BYTES // 2**20} MB and was not read"
     sha = hashlib.sha256(data).hexdigest()
     return f, sha, data
 
 
+_held: dict[Path, tuple[int, int]] = {}  # index folder -> (owning thread, depth): writer_lock nests
+_held_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def writer_lock(out: str | Path):
+    """Hold the index folder `out` for writing: one writer at a time, across processes.
+
+    An advisory lock (flock) on ``out/.lock``, which holds the owner's pid. The operating system
+    releases it when the process ends, however it ends, so a killed build leaves no stale lock. The
+    same thread may take it again (the CLI holds it while it loads the model, then builds).
+
+    Raises:
+        IndexBusy: another process, or another thread here, holds it.
+    """
+    out = Path(out).resolve()
+    me = threading.get_ident()
+    with _held_lock:
+        owner, depth = _held.get(out, (None, 0))
+        if owner is not None and owner != me:
+            raise IndexBusy(f"another index_builder is writing {out} (pid {os.getpid()}); wait for it to finish.")
+        if owner == me:
+            _held[out] = (me, depth + 1)
+    if owner == me:
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[out] = (me, _held[out][1] - 1)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fh = open(out / ".lock", "a+")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                pid = fh.read().strip() or "unknown"
+                raise IndexBusy(f"another index_builder is writing {out} (pid {pid}); wait for it to finish, "
+                                "or use another --out.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        with _held_lock:
+            _held[out] = (me, 1)
+        try:
+            yield
+        finally:
+            with _held_lock:
+                del _held[out]
+    finally:
+        fh.close()  # closing the file releases the flock
+
+
 def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64, workers: int = 4,
                 include_hidden: bool = False, progress: Callable[[int, int], None] | None = None) -> BuildReport:
-    """Bring the index in `out` up to date with the images under `root`, embedding with `clip`."""
+    """Bring the index in `out` up to date with the images under `root`, embedding with `clip`.
+
+    Bad files are skipped and listed in the report, never fatal. Holds ``writer_lock(out)`` throughout.
+
+    Raises:
+        IndexProblem: `root` is not a folder, or `out` indexes another folder or another model.
+        IndexBusy: another build is writing `out`.
+    """
     t0 = time.time()
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise IndexProblem(f"{root} is not a folder.")
+    try:
+        str(root).encode("utf-8")
+    except UnicodeEncodeError:
+        raise IndexProblem(f"The folder name {display_name(str(root))} is not valid UTF-8; rename it to index it.") from None
+    with writer_lock(out):
+        report = _build(root, out, clip, batch_size=batch_size, workers=workers, include_hidden=include_hidden,
+                        progress=progress)
+    report.seconds = time.time() - t0
+    logger.info("index %s: %s", out, "; ".join(report.summary_lines()))
+    return report
+
+
+def _build(root: Path, out: str | Path, clip, *, batch_size: int, workers: int, include_hidden: bool,
+           progress: Callable[[int, int], None] | None) -> BuildReport:
     index = ImageIndex(out, create=True)
     report = BuildReport()
+    pool = ThreadPoolExecutor(max(1, workers))
     try:
         index.check_model(clip.spec.spec, clip.embed_dim)
         m = index.manifest()
@@ -131,46 +262,45 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
         done = 0
         if progress:
             progress(0, len(todo))
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start:start + batch_size]
-                to_embed, images = [], []
-                for f, sha, payload in pool.map(_read, chunk):
-                    if sha is None:
-                        report.skipped.append((f.rel, payload))
-                        continue
-                    old = known.get(f.rel)
-                    if old and old[3] == sha:  # touched, same content
-                        index.touch([(f.rel, f.size, f.mtime)])
-                        report.unchanged += 1
-                        continue
-                    if not old and missing_by_sha.get(sha):  # moved/renamed: keep the vector
-                        src = missing_by_sha[sha].pop()
-                        missing.pop(src, None)
-                        index.rename([(src, f.rel, f.size, f.mtime)])
-                        report.renamed += 1
-                        continue
-                    vec = index.vector_of(sha)
-                    try:
-                        size = header_size(payload)
-                        im = None if vec is not None else load_image(payload, draft_size=clip.image_size)
-                    except ImageError as e:
-                        report.skipped.append((f.rel, str(e)))
-                        continue
-                    if vec is not None:  # a copy of indexed content
-                        index.add([(f.rel, f.size, f.mtime, sha, *size)], vec[None])
-                        report.reused += 1
-                        continue
-                    to_embed.append((f.rel, f.size, f.mtime, sha, *size))
-                    images.append(im)
-                if images:
-                    pixels = list(pool.map(clip.preprocess, images))
-                    embs = clip.encode_pixels(torch.stack(pixels)).numpy()
-                    index.add(to_embed, embs)  # one transaction per batch
-                    report.indexed += len(to_embed)
-                done += len(chunk)
-                if progress:
-                    progress(done, len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            to_embed, images = [], []
+            for f, sha, payload in pool.map(_read, chunk):
+                if sha is None:
+                    report.skipped.append((f.rel, payload))
+                    continue
+                old = known.get(f.rel)
+                if old and old[3] == sha:  # touched, same content
+                    index.touch([(f.rel, f.size, f.mtime)])
+                    report.unchanged += 1
+                    continue
+                if not old and missing_by_sha.get(sha):  # moved/renamed: keep the vector
+                    src = missing_by_sha[sha].pop()
+                    missing.pop(src, None)
+                    index.rename([(src, f.rel, f.size, f.mtime)])
+                    report.renamed += 1
+                    continue
+                vec = index.vector_of(sha)
+                try:
+                    size = header_size(payload)
+                    im = None if vec is not None else load_image(payload, draft_size=clip.image_size)
+                except ImageError as e:
+                    report.skipped.append((f.rel, str(e)))
+                    continue
+                if vec is not None:  # a copy of indexed content
+                    index.add([(f.rel, f.size, f.mtime, sha, *size)], vec[None])
+                    report.reused += 1
+                    continue
+                to_embed.append((f.rel, f.size, f.mtime, sha, *size))
+                images.append(im)
+            if images:
+                pixels = list(pool.map(clip.preprocess, images))
+                embs = clip.encode_pixels(torch.stack(pixels)).numpy()
+                index.add(to_embed, embs)  # one transaction per batch
+                report.indexed += len(to_embed)
+            done += len(chunk)
+            if progress:
+                progress(done, len(todo))
         if missing:
             index.remove(sorted(missing))
             report.removed = len(missing)
@@ -183,8 +313,7 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
                                        "skipped": len(report.skipped)})
         index.write_manifest_json()
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: queued reads are dropped, not waited for
         index.close()
-    report.seconds = time.time() - t0
-    logger.info("index %s: %s", out, "; ".join(report.summary_lines()))
     return report
 
