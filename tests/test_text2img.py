@@ -10,7 +10,7 @@ from demo_core.diffusion.ddpm import Schedule, ddpm_step
 from demo_core.diffusion.guidance import clip_score_grad
 from demo_core.diffusion.text2img import guided_sampler
 
-from test_training import toy_data  # noqa: F401  (fixture: 16 coloured shapes with captions)
+from tests.test_training import toy_data  # noqa: F401  (fixture: 16 coloured shapes with captions)
 
 
 def tiny_model(seed=0, embed_dim=16) -> TextCondUNet:
@@ -46,12 +46,13 @@ def test_cfg_scale_0_is_the_unconditional_and_scale_1_the_conditional_prediction
 
 def test_unconditional_sampling_uses_the_null_condition_training_used(toy_data, tiny_clip_folder):  # noqa: F811
     from demo_core.training.emoji_data import EmojiData
-    from demo_core.training.train_text2img import Text2ImgConfig, caption_bank, make_batch, sampling_weights
+    from demo_core.training.banks import caption_bank
+    from demo_core.training.train_text2img import Text2ImgConfig, make_batch, sampling_weights
 
     cfg = Text2ImgConfig(batch_size=64, p_uncond=0.25, captions_per_emoji=3, image_size=16,
                          clip_spec=f"local-dir:{tiny_clip_folder}")
     data = EmojiData.load(toy_data, split="train")
-    bank, captions = caption_bank(data, cfg)
+    bank, captions = caption_bank(data, cfg.clip_spec, per_emoji=3)
     assert bank.shape == (16, 3, 16) and torch.allclose(bank.norm(dim=-1), torch.ones(16, 3), atol=1e-5)
     _, _, _, e = make_batch(data, bank, sampling_weights(data, 0.5), 0, cfg, Schedule.make("linear", 1000))
     dropped = e.norm(dim=-1) == 0
@@ -132,3 +133,16 @@ def test_text2img_training_resumes_bit_equal(toy_data, tiny_clip_folder, tmp_pat
     for key in ("model", "ema"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+@pytest.mark.slow
+def test_the_same_trainer_makes_unclips_decoder_conditioned_on_image_embeddings(toy_data, tiny_clip_folder, tmp_path):  # noqa: F811
+    from demo_core.training.train_text2img import Text2ImgConfig, train
+
+    cfg = Text2ImgConfig(steps=2, batch_size=4, warmup=1, checkpoint_every=2, captions_per_emoji=2, image_size=16,
+                         block_out_channels=(8, 16, 16), embed_dim=16, clip_spec=f"local-dir:{tiny_clip_folder}",
+                         condition="image")
+    result = train(str(toy_data), str(tmp_path / "dec"), cfg, export=str(tmp_path / "out"))
+    assert result["steps"] == 2
+    model = load_cond_model(tmp_path / "out")
+    assert model.cfg.embed_dim == 16 and model.cfg.condition == "image"

@@ -31,6 +31,7 @@ class CondConfig:
     schedule: str = "linear"
     prediction: str = "epsilon"
     null: str = "zeros"  # the unconditional input: e = 0
+    condition: str = "text"  # what e embeds: a caption ("text", GLIDE) or an image ("image", unCLIP's decoder)
 
 
 class TextCondUNet(nn.Module):

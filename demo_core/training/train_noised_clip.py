@@ -26,7 +26,8 @@ from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
 from .emoji_groups import GROUP_PROMPTS, group_of
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
-from .train_text2img import Text2ImgConfig, caption_bank, sampling_weights
+from .banks import caption_bank
+from .train_text2img import sampling_weights
 
 
 @dataclass
@@ -66,7 +67,7 @@ def train(data_dir: str, run_dir: str, cfg: NoisedClipConfig, export: str | None
     data = EmojiData.load(data_dir, split="train")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    bank, _ = caption_bank(data, Text2ImgConfig(clip_spec=cfg.clip_spec), cache=run / "caption_bank.pt")
+    bank, _ = caption_bank(data, cfg.clip_spec, cache=run / "caption_bank.pt")
     weights = sampling_weights(data, 0.5)
     clip = ClipModel.load(cfg.clip_spec, device="cpu")
     scale = clip.logit_scale  # mini-CLIP's learned temperature, held fixed

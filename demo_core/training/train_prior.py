@@ -19,13 +19,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..clip.mini import OPENAI_MEAN, OPENAI_STD
 from ..clip.model import ClipModel
 from ..diffusion.ddpm import Schedule, q_sample
 from ..diffusion.prior import DiffusionPrior, PriorConfig, save_prior
-from .emoji_data import EmojiData, augment_batch
+from .banks import caption_bank, image_bank
+from .emoji_data import EmojiData
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
-from .train_text2img import Text2ImgConfig, caption_bank
 
 
 @dataclass
@@ -45,18 +44,6 @@ class PriorTrainConfig:
     checkpoint_every: int = 500
 
 
-@torch.inference_mode()
-def image_bank(data: EmojiData, clip: ClipModel, renders: int, seed: int = 0) -> torch.Tensor:
-    """(N, R, D) unit image embeddings of R renders per emoji on white (scale 0.8–1.0, as the DDPMs see them)."""
-    g = torch.Generator().manual_seed(seed)
-    mean, std = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
-    out = []
-    for _ in range(renders):
-        x = augment_batch(data.glyphs, clip.image_size, g, scale_range=(0.8, 1.0), max_angle=0.0, background="white")
-        out.append(torch.cat([clip.encode_pixels((x[i:i + 256] - mean) / std) for i in range(0, len(x), 256)]))
-    return torch.stack(out, 1)
-
-
 def _prior_config(cfg: PriorTrainConfig, embed_dim: int) -> PriorConfig:
     return PriorConfig(embed_dim=embed_dim, width=cfg.width, depth=cfg.depth, T=cfg.T, schedule=cfg.schedule,
                        clip_spec=cfg.clip_spec)
@@ -68,7 +55,7 @@ def banks(data_dir: str, split: str, cfg: PriorTrainConfig, cache: Path | None =
         state = torch.load(cache, map_location="cpu", weights_only=False)
         return state["text"], state["image"]
     data = EmojiData.load(data_dir, split=split)
-    text, _ = caption_bank(data, Text2ImgConfig(clip_spec=cfg.clip_spec))
+    text, _ = caption_bank(data, cfg.clip_spec)
     image = image_bank(data, ClipModel.load(cfg.clip_spec, device="cpu"), cfg.renders_per_emoji, cfg.seed)
     if cache is not None:
         torch.save({"text": text, "image": image}, cache)

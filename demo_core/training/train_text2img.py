@@ -21,7 +21,6 @@ often, so the few cars and flowers are seen as often as the many flags.
 from __future__ import annotations
 
 import copy
-import random
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +30,9 @@ import torch
 from ..clip.model import ClipModel
 from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
 from ..diffusion.ddpm import Schedule, q_sample
-from .emoji_data import EmojiData, article, augment_batch, sample_caption
-from .emoji_groups import glyph_colour, group_of
+from .banks import caption_bank, image_bank
+from .emoji_data import EmojiData, augment_batch
+from .emoji_groups import group_of
 from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
@@ -53,39 +53,9 @@ class Text2ImgConfig:
     captions_per_emoji: int = 12
     clip_spec: str = "mini-clip"
     embed_dim: int = 128  # the CLIP's embedding width
+    condition: str = "text"  # "text": captions (GLIDE); "image": render embeddings (unCLIP's decoder)
     seed: int = 0
     checkpoint_every: int = 50
-
-
-def captions_for(record: dict, colour: str | None, group: str | None, k: int, rng: random.Random) -> list[str]:
-    """k captions for one emoji: two thirds as mini-CLIP was trained, a third with colour/shape words."""
-    caps = [sample_caption(record, rng) for _ in range(k - k // 3)]
-    extra = []
-    if colour:
-        extra.append(article(f"{colour} {record['name']}"))
-    if group:
-        extra.append(f"a {group}")
-        if colour:
-            extra.append(f"a {colour} {group}")
-    for i in range(k - len(caps)):
-        caps.append(extra[i] if i < len(extra) else sample_caption(record, rng))
-    return caps
-
-
-def caption_bank(data: EmojiData, cfg: Text2ImgConfig, cache: Path | None = None) -> tuple[torch.Tensor, list[list[str]]]:
-    """(N, K, D) unit text embeddings of K captions per emoji, and the captions; cached in `cache`."""
-    if cache is not None and cache.exists():
-        state = torch.load(cache, map_location="cpu", weights_only=False)
-        return state["emb"], state["captions"]
-    rng = random.Random(cfg.seed)
-    captions = [captions_for(r, glyph_colour(g), group_of(r), cfg.captions_per_emoji, rng)
-                for r, g in zip(data.records, data.glyphs)]
-    clip = ClipModel.load(cfg.clip_spec, device="cpu")
-    flat = [c for caps in captions for c in caps]
-    emb = clip.encode_texts(flat).view(len(captions), cfg.captions_per_emoji, -1)  # (N, K, D)
-    if cache is not None:
-        torch.save({"emb": emb, "captions": captions}, cache)
-    return emb, captions
 
 
 def sampling_weights(data: EmojiData, group_share: float) -> torch.Tensor:
@@ -122,7 +92,7 @@ def initial_model(cfg: Text2ImgConfig) -> TextCondUNet:
     torch.manual_seed(cfg.seed)
     return TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
                         CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
-                                   schedule=cfg.schedule))
+                                   schedule=cfg.schedule, condition=cfg.condition))
 
 
 def _config_from_state(state: dict) -> Text2ImgConfig:
@@ -137,7 +107,10 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     data = EmojiData.load(data_dir, split="train")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    bank, _ = caption_bank(data, cfg, cache=run / "caption_bank.pt")
+    if cfg.condition == "image":  # unCLIP's decoder: conditioned on the CLIP image embedding of a render
+        bank = image_bank(data, ClipModel.load(cfg.clip_spec, device="cpu"), cfg.captions_per_emoji, cfg.seed)
+    else:
+        bank, _ = caption_bank(data, cfg.clip_spec, cfg.captions_per_emoji, cfg.seed, cache=run / "caption_bank.pt")
     if bank.shape[-1] != cfg.embed_dim:
         raise ValueError(f"{cfg.clip_spec} makes {bank.shape[-1]}-d embeddings; set embed_dim={bank.shape[-1]}.")
     weights = sampling_weights(data, cfg.group_share)
