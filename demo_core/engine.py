@@ -37,6 +37,7 @@ from .diffusion.reverse_view import ReverseFrame, ReverseRun, run_reverse
 from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
+from .inputs import check_number, check_seed
 from .registry import ASSETS, resolve_clip_spec
 from .runs import KeptFiles, StopSignals
 from .search.builder import build_index
@@ -50,6 +51,8 @@ BUNDLED_INDEX = ASSETS / "gallery" / "index"
 GALLERY = "bundled gallery"  # the name the bundled gallery's index is offered under
 SAMPLERS = ("DDPM", "DDIM", "DDPM vs DDIM")
 WAIT_S = 900  # how long a request waits for a model that is still loading
+MAX_RESULTS = 48  # results one search returns (the Results slider's top)
+MAX_REVERSE_IMAGES = 8  # images one reverse run makes
 
 
 @dataclass
@@ -247,24 +250,27 @@ class Engine:
         return idx
 
     def search_text(self, query: str, index_name: str, k: int) -> tuple[list[Term], list[Found]]:
-        """Text search with arithmetic (`cat + 2:dog - grass`): the parsed terms and the results."""
+        """Text search with arithmetic (`cat + 2:dog - grass`): the parsed terms and the k best results."""
+        k = _results(k)
         terms = parse_query(query)
         idx = self.index(index_name)
-        return terms, self._found(idx, idx.search(text_query_vector(self.clip, terms), int(k)))
+        return terms, self._found(idx, idx.search(text_query_vector(self.clip, terms), k))
 
     def search_image(self, image, index_name: str, k: int) -> list[Found]:
-        """The images nearest to an image (a path)."""
-        vec = image_query_vector(self.clip, image)
+        """The k images nearest to an image (a path)."""
+        k = _results(k)
         idx = self.index(index_name)
-        return self._found(idx, idx.search(vec, int(k)))
+        return self._found(idx, idx.search(image_query_vector(self.clip, image), k))
 
     def more_like(self, index_name: str, file_id: int, k: int) -> list[Found]:
-        """The images nearest to an indexed one, by its stored vector ("more like this")."""
+        """The k images nearest to an indexed one, by its stored vector ("more like this")."""
+        k = _results(k)
+        file_id = check_number(file_id, "The image id", 0, 2**63 - 1, integer=True)
         idx = self.index(index_name)
-        vec = idx.embedding(int(file_id))
+        vec = idx.embedding(file_id)
         if vec is None:
             raise IndexProblem("That image is no longer in the index; search again.")
-        return self._found(idx, idx.search(vec, int(k)))
+        return self._found(idx, idx.search(vec, k))
 
     @staticmethod
     def _found(idx: ImageIndex, hits: list[Hit]) -> list[Found]:
@@ -284,13 +290,15 @@ class Engine:
         the run after the current step; the last update (``final``) keeps what was made."""
         if sampler not in SAMPLERS:
             raise InputError(f"Unknown sampler '{sampler}': use one of {', '.join(SAMPLERS)}.")
+        eta = check_number(eta, "DDIM η", 0, 1)
+        seed = check_seed(seed)
+        n = check_number(n, "The number of images", 1, MAX_REVERSE_IMAGES, integer=True)
         model = self.ddpm(model_name)
+        ddim_steps = check_number(ddim_steps, f"DDIM steps for {model.display}", 1, model.T, integer=True)
         names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
-        if "DDIM" in names and not 1 <= int(ddim_steps) <= model.T:
-            raise InputError(f"DDIM steps must be between 1 and {model.T} for {model.display}.")
         runs = {nm: ReverseRun() for nm in names}
-        gens = {nm: run_reverse(model, nm, seed=int(seed), n=int(n), ddim_steps=int(ddim_steps), eta=float(eta),
-                                clip_x0=clip_x0, run=runs[nm]) for nm in names}
+        gens = {nm: run_reverse(model, nm, seed=seed, n=n, ddim_steps=ddim_steps, eta=eta, clip_x0=bool(clip_x0),
+                                run=runs[nm]) for nm in names}
         latest: dict[str, ReverseFrame | None] = dict.fromkeys(names)
         done = lambda f: (f.step.index + 1) / f.step.total  # noqa: E731 - share of the run done
         t0 = time.time()
@@ -312,7 +320,7 @@ class Engine:
                     g.close()
             stopped = stop.is_set()
         data = runs[names[0]].gif()
-        gif = self._files.write(data, prefix=f"reverse-{names[0]}-seed{int(seed)}-", suffix=".gif") if data else None
+        gif = self._files.write(data, prefix=f"reverse-{names[0]}-seed{seed}-", suffix=".gif") if data else None
         strip = [(im, f"{nm} t={t}") for nm in names for t, im in runs[nm].kept]
         yield ReverseUpdate(dict(latest), time.time() - t0, final=True, stopped=stopped, strip=strip, gif=gif)
 
@@ -334,3 +342,8 @@ class Engine:
     def running(self) -> int:
         """How many reverse runs are registered for stopping now (0 when none is running)."""
         return len(self._stops)
+
+
+def _results(k) -> int:
+    """How many results a search returns: a whole number from 1 to MAX_RESULTS."""
+    return check_number(k, "The number of results", 1, MAX_RESULTS, integer=True)

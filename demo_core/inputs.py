@@ -33,12 +33,17 @@ def check_number(value, name: str, lo: float, hi: float, *, integer: bool = Fals
         if not math.isfinite(v):
             raise InputError(f"{name} must be a finite number, not {value}.")
     if not lo <= v <= hi:
-        raise InputError(f"{name} must be between {lo:g} and {hi:g}.")
+        raise InputError(f"{name} must be between {_shown(lo)} and {_shown(hi)}.")
     if integer:
         if v != int(v):
             raise InputError(f"{name} must be a whole number.")
         return int(v)
     return float(v)
+
+
+def _shown(bound: float) -> str:
+    """A bound as a person reads it: 48, 0.01, 9,223,372,036,854,775,807 (not 9.22337e+18)."""
+    return f"{bound:,}" if isinstance(bound, int) and abs(bound) >= 10**6 else f"{bound:g}"
 
 
 def check_seed(value, name: str = "The seed") -> int:
@@ -53,5 +58,5 @@ def check_text(value, name: str, *, max_chars: int) -> str:
     if not isinstance(value, str):
         raise InputError(f"{name} must be text.")
     if len(value) > max_chars:
-        raise InputError(f"{name} is {len(value):,} characters long; at most {max_chars:,} are accepted.")
+        raise InputError(f"{name}: {len(value):,} characters, more than the {max_chars:,} accepted.")
     return value

@@ -35,9 +35,10 @@ def fn_index(base: str, api_name: str | None = None, *, trigger: str | None = No
 
 
 def call(base: str, data: list, *, api_name: str | None = None, index: int | None = None, event_data=None,
-         timeout: float = 300) -> tuple[bool, object]:
-    """Join the queue with raw JSON (NaN allowed) and wait for the end of the event."""
-    session = uuid.uuid4().hex[:10]
+         session: str | None = None, timeout: float = 300) -> tuple[bool, object]:
+    """Join the queue with raw JSON (NaN allowed) and wait for the end of the event. Calls with the same
+    `session` share the session's state (e.g. the ids of the last search's results)."""
+    session = session or uuid.uuid4().hex[:10]
     body = {"data": data, "fn_index": index if index is not None else fn_index(base, api_name),
             "session_hash": session, "event_data": event_data, "trigger_id": None}
     r = httpx.post(f"{base}gradio_api/queue/join", content=json.dumps(body),  # json.dumps writes NaN as NaN

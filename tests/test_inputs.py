@@ -43,5 +43,5 @@ def test_text():
     assert check_text(None, "Labels", max_chars=5) == "" and check_text("cat", "Labels", max_chars=5) == "cat"
     with pytest.raises(InputError, match="Labels must be text"):
         check_text(5, "Labels", max_chars=5)
-    with pytest.raises(InputError, match="at most 5"):
+    with pytest.raises(InputError, match="Labels: 8 characters, more than the 5 accepted"):
         check_text("cat, dog", "Labels", max_chars=5)

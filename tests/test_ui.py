@@ -8,7 +8,7 @@ import pytest
 from demo_core.errors import InputError
 from ui import common
 
-MODEL_RUNNING = {"classify", "classify_example", "search", "search_image", "sample", "toy", "clip_matrix",
+MODEL_RUNNING = {"classify", "classify_example", "search", "search_image", "sample", "toy_run", "clip_matrix",
                  "clip_train", "text2img", "sweep"}
 NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example_input", "load_example_output"}
 

@@ -9,15 +9,16 @@ import pandas as pd
 
 from demo_core.clip import matrix
 from demo_core.engine import Engine
-from ui.common import CLIP_PSEUDOCODE, file_path, handler, markdown_table, model_handler
+from demo_core.inputs import MAX_SEED, check_number
+from ui.common import CLIP_PSEUDOCODE, file_path, handler, markdown_table, model_handler, seed_box
 
 
 def build(engine: Engine) -> None:
     def clip_matrix(source: str, B: int, seed: int, files, captions_text: str, temperature: float, shuffle: int):
         """The B×B matrix of one batch under the loaded CLIP: cosines, both softmaxes and the loss."""
+        scale = matrix.logit_scale_for(temperature, engine.clip.logit_scale)
         pairs = matrix.batch_pairs(source, B, seed, [file_path(f) for f in files or []], captions_text)
-        scale = 1.0 / float(temperature) if temperature and temperature > 0 else engine.clip.logit_scale
-        v = matrix.view_batch(engine.clip, pairs, int(shuffle or 0), scale)
+        v = matrix.view_batch(engine.clip, pairs, shuffle or 0, scale)
         m = v.matrix
         state = "captions **shuffled**: the diagonal holds wrong pairs" if v.shuffled \
             else "captions in order: the diagonal holds the true pairs"
@@ -32,7 +33,7 @@ def build(engine: Engine) -> None:
         thumbs = [p.image.copy() for p in pairs]
         captions = [p.caption for p in pairs]
         curve, t0 = [], time.perf_counter()
-        for f in matrix.train_live(pairs, matrix.gallery_pairs(), steps=int(steps), seed=int(seed)):
+        for f in matrix.train_live(pairs, matrix.gallery_pairs(), steps=steps, seed=seed):
             curve += [{"step": f.step, "loss": f.loss, "series": "training batch"},
                       {"step": f.step, "loss": f.matrix.loss, "series": "the shown pairs"}]
             heat = matrix.render_heatmap(f.matrix.p_image_to_text, thumbs, captions,
@@ -41,6 +42,10 @@ def build(engine: Engine) -> None:
             yield (heat, pd.DataFrame(curve),
                    f"{'▓' * done}{'░' * (20 - done)} step {f.step}/{f.steps} · batch loss {f.loss:.3f} · "
                    f"shown pairs' loss {f.matrix.loss:.3f} · {time.perf_counter() - t0:.0f} s")
+
+    def next_shuffle(k) -> int:
+        """The shuffle button: the next derangement of the captions."""
+        return check_number(k or 0, "The shuffle", 0, MAX_SEED - 1, integer=True) + 1
 
     def learned_temperature():
         return gr.Slider(value=round(1 / engine.clip.logit_scale, 4))
@@ -54,14 +59,15 @@ def build(engine: Engine) -> None:
         with gr.Column(scale=1):
             m_source = gr.Radio(["gallery", "my images"], value="gallery", label="Pairs from", elem_id="m-source")
             m_B = gr.Slider(matrix.MIN_B, matrix.MAX_B, value=8, step=1, label="B (gallery pairs)")
-            m_seed = gr.Number(0, precision=0, label="Seed (which gallery pairs)")
+            m_seed = seed_box("Seed (which gallery pairs)")
             with gr.Accordion("My images and captions", open=False):
                 m_files = gr.File(label="Images (2–16)", file_count="multiple", file_types=["image"],
                                   elem_id="m-files")
                 m_caps = gr.Textbox(label="Captions, one per line, in the same order", lines=4, elem_id="m-caps")
-            m_temp = gr.Slider(0.01, 1.0, value=round(1 / loaded.logit_scale, 4) if loaded else 0.03, step=0.001,
+            m_temp = gr.Slider(matrix.MIN_TEMPERATURE, 1.0, value=round(1 / loaded.logit_scale, 4) if loaded else 0.03,
+                               step=0.001,
                                label="Temperature τ = 1 / exp(t) (the model's learned value to start)")
-            m_shuffle = gr.Number(0, precision=0, visible=False)
+            m_shuffle = gr.Number(0, minimum=0, step=1, visible=False)
             with gr.Row():
                 m_run = gr.Button("Show the matrix", variant="primary", elem_id="m-run")
                 m_shuffle_btn = gr.Button("Shuffle captions", elem_id="m-shuffle")
@@ -82,7 +88,7 @@ def build(engine: Engine) -> None:
     m_files.upload(lambda: "my images", None, m_source, api_visibility="private")  # uploading = using them
     m_run.click(show, m_inputs, m_outputs, api_name="clip_matrix")
     m_temp.release(show, m_inputs, m_outputs, api_visibility="private")
-    m_shuffle_btn.click(lambda k: int(k or 0) + 1, m_shuffle, m_shuffle, api_visibility="private").then(
+    m_shuffle_btn.click(handler(next_shuffle), m_shuffle, m_shuffle, api_visibility="private").then(
         show, m_inputs, m_outputs, api_visibility="private")
     m_order_btn.click(lambda: 0, None, m_shuffle, api_visibility="private").then(
         show, m_inputs, m_outputs, api_visibility="private")
@@ -92,7 +98,7 @@ def build(engine: Engine) -> None:
                 "(AdamW, 32×32 images). Every training batch holds the pairs shown above plus random others, "
                 "so you can watch their matrix turn diagonal while the loss falls.")
     with gr.Row():
-        m_steps = gr.Slider(50, 600, value=300, step=50, label="Training steps")
+        m_steps = gr.Slider(50, matrix.MAX_LIVE_STEPS, value=300, step=50, label="Training steps")
         m_train = gr.Button("Train a tiny CLIP", variant="primary", elem_id="m-train")
     m_status = gr.Markdown(elem_id="m-status")
     with gr.Row():

@@ -65,6 +65,13 @@ def file_path(value) -> str | None:
     return value
 
 
+def seed_box(label: str = "Seed", **kwargs) -> gr.Number:
+    """A seed input. Neither ``precision=0`` nor a maximum: Gradio would round a NaN or an infinity sent
+    by a script and fail with its own message, or refuse 10³⁰ in its own words; the engine's
+    ``check_seed`` (a whole number from 0 to MAX_SEED) says it plainly."""
+    return gr.Number(0, minimum=0, step=1, label=label, **kwargs)
+
+
 def markdown_table(rows: list[tuple[str, str]], *, header: tuple[str, str] = ("", ""),
                    bold: tuple[str, ...] = ()) -> str:
     """(name, value) rows as a two-column Markdown table; rows named in `bold` are bold."""

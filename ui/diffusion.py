@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from demo_core.diffusion import forward_view, toy2d
 from demo_core.diffusion.models import available_ddpms, hub_note
 from demo_core.engine import SAMPLERS, Engine, ReverseUpdate
 from demo_core.images import load_image
-from ui.common import EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler
+from demo_core.inputs import check_seed
+from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
+                       seed_box)
 
 FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
 LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (diffusers' default)"
@@ -29,22 +32,28 @@ def forward(image, t: int, schedule: str, T: int, seed: int = 0):
 
 
 def toy(shape: str, drawing, steps: int, seed: int):
-    """Train a small ε-MLP on 2-D points live, then stream DDPM sampling as scatter plots."""
+    """Train a small ε-MLP on 2-D points live, then stream DDPM sampling as scatter plots.
+
+    `drawing` is the canvas undecoded (bytes or a path, see ``drawing_source``): it is decoded only
+    for "my drawing", and only within ``toy2d.MAX_DRAWING_PIXELS``."""
     def frame(cloud, label):
         return pd.DataFrame({"x": cloud[:, 0].numpy(), "y": cloud[:, 1].numpy(), "series": label})
 
-    seed = int(seed)
-    if shape == "my drawing":  # a Sketchpad value: a dict whose 'composite' is the RGBA canvas
-        canvas = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    seed = check_seed(seed)
+    if shape == "my drawing":
+        if drawing is None:
+            raise gr.Error("Draw a shape first (or pick one of the named distributions).")
+        canvas = np.asarray(load_image(drawing, max_pixels=toy2d.MAX_DRAWING_PIXELS))  # strokes dark on white
         pts = toy2d.points_from_image(toy2d.drawing_to_gray(canvas), seed=seed)
     else:
         pts = toy2d.make_points(shape, seed=seed)
     fwd = pd.concat([frame(toy2d.forward_points(pts[:600], t, seed), f"t={t}")
                      for t in (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)])
     data = frame(pts[:800], "data")
-    model = None
-    for item in toy2d.train(pts, steps=int(steps), seed=seed):
+    model, trained = None, 0
+    for item in toy2d.train(pts, steps=steps, seed=seed):
         if isinstance(item, toy2d.TrainProgress):
+            trained = item.steps
             yield data, fwd, f"training ε-MLP: step {item.step}/{item.steps}, loss {item.loss:.3f}"
         else:
             model = item
@@ -52,8 +61,24 @@ def toy(shape: str, drawing, steps: int, seed: int):
         if st.index % 10 == 0 or st.t == 1:
             shown = pd.concat([data, frame(st.x_prev, f"samples (t={st.t - 1})")])
             yield shown, fwd, f"sampling: t = {st.t}, step {st.index + 1} of {st.total}"
-    yield gr.skip(), gr.skip(), (f"✅ done: trained {int(steps)} steps; 800 samples from N(0, I) denoised in "
+    yield gr.skip(), gr.skip(), (f"✅ done: trained {trained} steps; 800 samples from N(0, I) denoised in "
                                  f"{toy2d.T_TOY} steps (cosine schedule)")
+
+
+def drawing_source(value, pad: gr.Sketchpad):
+    """The drawing's composite canvas, undecoded: the bytes the browser sent as a blob, or the path of
+    a file a script uploaded; None when there is none.
+
+    The toy event skips Gradio's preprocessing, which would decode the background, every layer and the
+    composite of whatever was sent, at any size, even when the drawing is not used (a 76 KB PNG of
+    20000×20000 pixels cost 41 s and 5 GB). The browser's blobs wait in the pad until an event takes
+    them, so they are taken here whether or not the drawing is used."""
+    if not isinstance(value, dict):
+        return None
+    if value.get("id") is not None:
+        blobs = pad.blob_storage.pop(value["id"], None)
+        return blobs.composite if blobs is not None else None
+    return file_path(value.get("composite"))
 
 
 def _outputs(u: ReverseUpdate) -> tuple:
@@ -122,7 +147,7 @@ def build(engine: Engine) -> None:
         r_sampler = gr.Radio(list(SAMPLERS), value="DDIM", label="Sampler", scale=2)
         r_steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
         r_eta = gr.Slider(0, 1, value=0, step=0.1, label="DDIM η", scale=1)
-        r_seed = gr.Number(0, precision=0, label="Seed", scale=1)
+        r_seed = seed_box(scale=1)
         r_n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
     r_rule = gr.Radio([LITERAL, CLIPPED], value=CLIPPED, label="x̂₀ in each step", elem_id="r-rule")
     with gr.Row():
@@ -153,8 +178,8 @@ def build(engine: Engine) -> None:
             d_shape = gr.Radio(["swiss roll", "two moons", "rings", "my drawing"], value="two moons",
                                label="Distribution")
             d_draw = gr.Sketchpad(label="Draw a shape (for 'my drawing')", type="numpy", height=220)
-            d_steps = gr.Slider(200, 4000, value=1500, step=100, label="Training steps")
-            d_seed = gr.Number(0, precision=0, label="Seed")
+            d_steps = gr.Slider(200, toy2d.MAX_STEPS, value=1500, step=100, label="Training steps")
+            d_seed = seed_box()
             d_run = gr.Button("Train and sample", variant="primary", elem_id="d-run")
         with gr.Column(scale=2):
             d_status = gr.Markdown(elem_id="d-status")
@@ -163,5 +188,9 @@ def build(engine: Engine) -> None:
                                         height=360, x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5])
                 d_fwd = gr.ScatterPlot(x="x", y="y", color="series", label="forward process q(x_t | x_0)",
                                        height=360, x_lim=[-3, 3], y_lim=[-3, 3])
-    d_run.click(model_handler(toy, duration=120), [d_shape, d_draw, d_steps, d_seed], [d_plot, d_fwd, d_status],
-                api_name="toy2d")
+    def toy_run(shape: str, drawing, steps: int, seed: int):
+        """Train on the chosen distribution (or the drawing), then stream sampling."""
+        yield from toy(shape, drawing_source(drawing, d_draw), steps, seed)
+
+    d_run.click(model_handler(toy_run, duration=120), [d_shape, d_draw, d_steps, d_seed],
+                [d_plot, d_fwd, d_status], api_name="toy2d", preprocess=False)

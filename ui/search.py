@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo_core.engine import Engine, Found
+from demo_core.engine import MAX_RESULTS, Engine, Found
 from ui.common import file_path, handler, model_handler
 from ui.status import index_summary
 
@@ -29,10 +29,11 @@ def build(engine: Engine) -> None:
 
     def more_like(ids: list[int], index_name: str, k: int, evt: gr.SelectData):
         """Clicking a result searches with that image's stored vector ("more like this")."""
-        if not ids or evt.index is None or evt.index >= len(ids):
+        i = evt.index
+        if not ids or not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(ids):
             raise gr.Error("Click one of the results first.")
-        items, new_ids = _results(engine.more_like(index_name, ids[evt.index], k))
-        return items, f"more like result #{evt.index + 1} · {len(items)} results", new_ids
+        items, new_ids = _results(engine.more_like(index_name, ids[i], k))
+        return items, f"more like result #{i + 1} · {len(items)} results", new_ids
 
     def stats(name: str) -> str:
         engine.wait_ready()  # the bundled gallery's index is settled by the loader
@@ -41,7 +42,7 @@ def build(engine: Engine) -> None:
     names = engine.index_names()
     with gr.Row():
         index_pick = gr.Dropdown(names, value=names[0] if names else None, label="Index", scale=2, elem_id="s-index")
-        k = gr.Slider(1, 48, value=12, step=1, label="Results", scale=1)
+        k = gr.Slider(1, MAX_RESULTS, value=12, step=1, label="Results", scale=1)
     summary = gr.Markdown(index_summary(engine, names[0] if names else ""))
     with gr.Row():
         with gr.Column(scale=3):

@@ -21,9 +21,11 @@ EXAMPLE_LABELS = [
 def build(engine: Engine) -> None:
     def classify(image, labels_text: str, templates_text: str, ensemble: bool):
         """Zero-shot classify one image. Returns (label probabilities, table rows, details)."""
-        pil = load_image(file_path(image))
-        labels, notes = parse_labels(labels_text)
+        labels, notes = parse_labels(labels_text)  # the text first: cheap to check, before any decoding
         templates = parse_templates(templates_text)
+        if not isinstance(ensemble, bool):  # the event skips Gradio's preprocessing: a script sends anything
+            raise gr.Error("Ensemble must be true or false.")
+        pil = load_image(file_path(image))
         for note in notes:
             gr.Warning(note)
         clip = engine.clip

@@ -27,11 +27,14 @@ import torch
 
 from ..errors import InputError
 from ..images import load_image
+from ..inputs import MAX_SEED, check_number, check_seed, check_text
 from ..registry import ASSETS
 from .contrastive import contrastive_loss, contrastive_step, l2_normalize
 from .mini import MiniClipConfig, build_model, normalize
 
 MIN_B, MAX_B = 2, 16
+MIN_TEMPERATURE = 0.01  # τ; exp(t) = 1/τ is at most 100, CLIP's own clamp
+MAX_LIVE_STEPS = 600  # steps of one live training run (a few minutes on two CPU cores)
 GALLERY = ASSETS / "gallery" / "images"
 PHOTO_CAPTIONS = {  # the bundled scikit-image photos (see training/gallery.py)
     "cat_chelsea": "a cat", "astronaut": "an astronaut", "coffee_cup": "a cup of coffee",
@@ -65,8 +68,8 @@ def gallery_pairs(root: Path = GALLERY) -> list[Pair]:
 
 def pick_pairs(pool: Sequence[Pair], B: int, seed: int) -> list[Pair]:
     """B pairs with distinct captions, chosen by `seed`."""
-    if not MIN_B <= B <= MAX_B:
-        raise InputError(f"B must be between {MIN_B} and {MAX_B}, not {B}.")
+    B = check_number(B, "B", MIN_B, MAX_B, integer=True)
+    seed = check_seed(seed)
     order = list(range(len(pool)))
     random.Random(seed).shuffle(order)
     chosen, seen = [], set()
@@ -81,7 +84,8 @@ def pick_pairs(pool: Sequence[Pair], B: int, seed: int) -> list[Pair]:
 
 def user_pairs(paths: Sequence[str], captions_text: str | None) -> list[Pair]:
     """The user's own batch: MIN_B to MAX_B images and one caption per line, in the same order."""
-    captions = [c.strip() for c in (captions_text or "").splitlines() if c.strip()]
+    captions_text = check_text(captions_text, "The captions", max_chars=MAX_B * 1000)
+    captions = [c.strip() for c in captions_text.splitlines() if c.strip()]
     if not MIN_B <= len(paths) <= MAX_B:
         raise InputError(f"Upload between {MIN_B} and {MAX_B} images (you gave {len(paths)}).")
     if len(captions) != len(paths):
@@ -96,7 +100,7 @@ def batch_pairs(source: str, B: int, seed: int, paths: Sequence[str], captions_t
     """The batch to show: B gallery pairs picked by `seed`, or (source "my images") the user's own."""
     if source == "my images":
         return user_pairs(paths, captions_text)
-    return pick_pairs(gallery_pairs(), int(B), int(seed))
+    return pick_pairs(gallery_pairs(), B, seed)
 
 
 def caption_order(B: int, shuffle: int) -> list[int]:
@@ -156,10 +160,17 @@ class BatchView:
     columns: object
 
 
+def logit_scale_for(temperature, learned: float) -> float:
+    """exp(t) = 1/τ for a chosen temperature τ in [MIN_TEMPERATURE, 1]; none chosen (None or 0): `learned`."""
+    if temperature is None or (not isinstance(temperature, bool) and temperature == 0):
+        return learned
+    return 1.0 / check_number(temperature, "The temperature τ", MIN_TEMPERATURE, 1.0)
+
+
 def view_batch(clip, pairs: Sequence[Pair], shuffle: int, logit_scale: float) -> BatchView:
     """Score `pairs` with `clip` (a ``ClipModel``), captions moved by ``caption_order(B, shuffle)``
     and the logits scaled by `logit_scale` = exp(t) = 1/τ, and draw the three heatmaps."""
-    order = caption_order(len(pairs), int(shuffle))
+    order = caption_order(len(pairs), check_number(shuffle, "The shuffle", 0, MAX_SEED, integer=True))
     captions = [pairs[j].caption for j in order]
     images = [p.image for p in pairs]
     m = batch_matrix(clip.encode_images(images), clip.encode_texts(captions), logit_scale)
@@ -212,6 +223,8 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
     this is a demonstration of the objective, not a model to keep."""
     from open_clip.tokenizer import SimpleTokenizer
 
+    steps = check_number(steps, "Training steps", 1, MAX_LIVE_STEPS, integer=True)
+    seed = check_seed(seed)
     cfg = tiny_config()
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

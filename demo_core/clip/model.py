@@ -8,7 +8,10 @@ similarity to every label, times the learned scale exp(t), goes through a softma
 from __future__ import annotations
 
 import logging
+import os
 import re
+import string
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +22,7 @@ import torch
 
 from ..device import DeviceChoice, pick_device
 from ..errors import InputError
+from ..inputs import check_text
 from ..registry import ClipSpec, Resolution, clip_source, parse_clip_spec
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ DEFAULT_TEMPLATES = (
 )
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
+MAX_TEMPLATES = 20
+MAX_TEMPLATE_CHARS = 200  # CLIP reads 77 tokens; a longer template only costs memory
+MAX_PROMPTS = 6000  # labels x templates in one request: 1000 labels with the 6 default templates
+TEXT_CACHE_BYTES = int(os.environ.get("DEMO_TEXT_CACHE_MB", 64)) * 2**20
 
 
 def parse_labels(text: str | None) -> tuple[list[str], list[str]]:
@@ -43,7 +51,8 @@ def parse_labels(text: str | None) -> tuple[list[str], list[str]]:
     Returns (labels, notes): blank entries dropped, duplicates (case-insensitive) removed with
     a note, so the user sees what happened. Raises InputError when nothing usable is left.
     """
-    parts = [p.strip() for p in re.split(r"[,\n]", text or "")]
+    text = check_text(text, "The labels", max_chars=MAX_LABELS * (MAX_LABEL_CHARS + 2))
+    parts = [p.strip() for p in re.split(r"[,\n]", text)]
     labels, seen, dupes = [], set(), []
     for p in parts:
         if not p:
@@ -69,14 +78,30 @@ def parse_labels(text: str | None) -> tuple[list[str], list[str]]:
     return labels, notes
 
 
+def _check_template(line: str) -> None:
+    """One {} and nothing else for str.format to act on: a {name}, a {:>9999999} or a lone brace is refused."""
+    shown = line if len(line) <= 60 else line[:57] + "…"
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(line) if name is not None]
+    except ValueError:
+        raise InputError(f"The template '{shown}' has a lone {{ or }}; write {{{{ or }}}} for a brace itself.") from None
+    if len(fields) != 1 or fields[0] != ("", "", None):
+        raise InputError(f"Each template needs exactly one {{}} where the label goes, and no other {{…}}; "
+                         f"this one does not: '{shown}'.")
+
+
 def parse_templates(text: str | None) -> list[str]:
     """One template per line, each with {} where the label goes. Empty box -> the bare label."""
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    text = check_text(text, "The templates", max_chars=MAX_TEMPLATES * (MAX_TEMPLATE_CHARS + 2) * 2)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ["{}"]
-    bad = [ln for ln in lines if ln.count("{}") != 1]
-    if bad:
-        raise InputError(f"Each template needs exactly one {{}} where the label goes; this one does not: '{bad[0]}'.")
+    if len(lines) > MAX_TEMPLATES:
+        raise InputError(f"{len(lines)} templates is more than this app uses at once ({MAX_TEMPLATES}).")
+    for ln in lines:
+        if len(ln) > MAX_TEMPLATE_CHARS:
+            raise InputError(f"A template is longer than {MAX_TEMPLATE_CHARS} characters: '{ln[:40]}…'.")
+        _check_template(ln)
     return lines
 
 
@@ -96,15 +121,16 @@ class ZeroShotResult:
 class ClipModel:
     """An open_clip model on a device, with batched encoders and a text-embedding cache."""
 
-    def __init__(self, model, preprocess, tokenizer, spec: ClipSpec, device: DeviceChoice, cache_size: int = 50_000):
+    def __init__(self, model, preprocess, tokenizer, spec: ClipSpec, device: DeviceChoice,
+                 cache_bytes: int = TEXT_CACHE_BYTES):
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
         self.embed_dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> (D,) on CPU
-        self._cache_size = cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # prompt -> (D,) on CPU, oldest first
+        self._cache_bytes, self._cache_limit = 0, cache_bytes
         self._lock = threading.Lock()
 
     @classmethod
@@ -157,25 +183,48 @@ class ClipModel:
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Texts -> (N, D) L2-normalised float32 embeddings on CPU, cached per text."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        """Texts -> (N, D) L2-normalised float32 embeddings on CPU, cached per text.
+
+        The cache keeps the most recently used texts up to ``cache_bytes`` (texts and vectors counted),
+        so neither many prompts nor long ones can grow it without bound."""
+        unique = list(dict.fromkeys(texts))
+        found: dict[str, torch.Tensor] = {}
+        with self._lock:
+            for t in unique:
+                if t in self._text_cache:
+                    self._text_cache.move_to_end(t)
+                    found[t] = self._text_cache[t]
+        missing = [t for t in unique if t not in found]
         for i in range(0, len(missing), batch_size):
             chunk = missing[i : i + batch_size]
             tokens = self.tokenizer(chunk).to(self.device.device)
-            emb = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
-            with self._lock:
-                for t, e in zip(chunk, emb):
-                    self._text_cache[t] = e
+            emb = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()  # (B, D)
+            found.update((t, e.clone()) for t, e in zip(chunk, emb))  # own storage: evicting one frees it
         with self._lock:
-            rows = [self._text_cache[t] for t in texts]
-            for t in texts:
-                self._text_cache.move_to_end(t)
-            while len(self._text_cache) > self._cache_size:
-                self._text_cache.popitem(last=False)
+            for t in missing:
+                if t not in self._text_cache:
+                    self._text_cache[t] = found[t]
+                    self._cache_bytes += _cost(t, found[t])
+            while self._cache_bytes > self._cache_limit and self._text_cache:
+                t, e = self._text_cache.popitem(last=False)
+                self._cache_bytes -= _cost(t, e)
+        rows = [found[t] for t in texts]
         return torch.stack(rows) if rows else torch.empty(0, self.embed_dim or 0)
 
+    @property
+    def text_cache_bytes(self) -> int:
+        """What the text cache holds now, in bytes (texts and vectors)."""
+        return self._cache_bytes
+
     def label_embeddings(self, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-        """(L, D) classifier weights: mean over templates of normalised prompt embeddings, renormalised."""
+        """(L, D) classifier weights: mean over templates of normalised prompt embeddings, renormalised.
+
+        Raises:
+            InputError: more than MAX_PROMPTS prompts (labels × templates).
+        """
+        if len(labels) * len(templates) > MAX_PROMPTS:
+            raise InputError(f"{len(labels)} labels × {len(templates)} templates = {len(labels) * len(templates):,} "
+                             f"prompts; at most {MAX_PROMPTS:,} are encoded at once. Use fewer labels or templates.")
         prompts = [tpl.format(lab) for lab in labels for tpl in templates]
         emb = self.encode_texts(prompts).view(len(labels), len(templates), -1)  # (L, T, D)
         return torch.nn.functional.normalize(emb.mean(dim=1), dim=-1)
@@ -189,6 +238,11 @@ class ClipModel:
         scale = self.logit_scale
         probs = torch.softmax(scale * cos, dim=0)
         return ZeroShotResult(list(labels), probs.tolist(), cos.tolist(), scale, templates)
+
+
+def _cost(text: str, emb: torch.Tensor) -> int:
+    """Bytes one cache entry holds: the text, the vector and the objects around them."""
+    return sys.getsizeof(text) + emb.element_size() * emb.nelement() + 200
 
 
 def _precision(dev: DeviceChoice) -> str:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..images import to_pil
+from ..inputs import check_number, check_seed
 from .ddpm import Schedule, q_sample
 
 DISPLAY_SIZE = 256
@@ -79,15 +80,15 @@ class ForwardView:
 
 def explore(image: Image.Image, t: int, schedule: str, T: int, seed: int = 0) -> ForwardView:
     """x_t of `image` at step t under `schedule` with T steps, strips over t for both schedules,
-    and the schedule curves. Raises InputError for a T or schedule out of range."""
-    T = int(T)
-    if not 2 <= T <= MAX_T:
-        raise InputError(f"T must be between 2 and {MAX_T}.")
+    and the schedule curves (t past T is taken as T). Raises InputError for a t, T, seed or schedule
+    out of range."""
+    T = check_number(T, "T", 2, MAX_T, integer=True)
+    t = min(check_number(t, "t", 0, MAX_T, integer=True), T)
+    seed = check_seed(seed)
     if schedule not in SCHEDULES:
         raise InputError(f"Unknown schedule '{schedule}': use {' or '.join(SCHEDULES)}.")
-    t = max(0, min(int(t), T))
     x0 = to_model_range(image)
     schedules = {name: Schedule.make(name, T) for name in SCHEDULES}
     s = schedules[schedule]
-    return ForwardView(to_pil(noisy(x0, s, t, int(seed))), schedule, T, t, float(s.alpha_bars[t]),
-                       {name: strip(x0, sch, int(seed)) for name, sch in schedules.items()}, curves(T))
+    return ForwardView(to_pil(noisy(x0, s, t, seed)), schedule, T, t, float(s.alpha_bars[t]),
+                       {name: strip(x0, sch, seed) for name, sch in schedules.items()}, curves(T))

@@ -15,16 +15,19 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..inputs import check_number, check_seed
 from .ddpm import Schedule, q_sample
 from .samplers import Step, ddpm_sampler, initial_noise
 
 Shape = Literal["swiss roll", "two moons", "rings"]
 T_TOY = 200  # cosine schedule: ᾱ_T ≈ 0 with few steps, so sampling streams quickly
+MAX_STEPS = 4000  # training steps one request may ask for (about a minute on two CPU cores)
+MAX_DRAWING_PIXELS = 4_000_000  # a drawn canvas, however high the screen's resolution, is far smaller
 
 
 def make_points(shape: Shape, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """(n, 2) points of a named 2-D distribution, scaled to roughly [-1.5, 1.5]²."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     if shape == "swiss roll":
         t = 1.5 * np.pi * (1 + 2 * rng.random(n))
         pts = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 10
@@ -59,7 +62,7 @@ def points_from_image(gray: np.ndarray, n: int = 2000, seed: int = 0) -> torch.T
     ys, xs = np.nonzero(gray < 128)
     if len(xs) < 10:
         raise InputError("The drawing has (almost) no dark pixels: draw a shape in a dark colour.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     i = rng.integers(0, len(xs), n)
     h, w = gray.shape
     scale = 3.0 / max(h, w)
@@ -96,6 +99,8 @@ class TrainProgress:
 def train(points: torch.Tensor, *, steps: int = 1500, batch: int = 512, lr: float = 3e-3, seed: int = 0,
           model: EpsMLP | None = None) -> Iterator[TrainProgress | EpsMLP]:
     """Algorithm 1 on 2-D points. Yields TrainProgress every 50 steps, then the trained model."""
+    steps = check_number(steps, "Training steps", 1, MAX_STEPS, integer=True)
+    seed = check_seed(seed)
     torch.manual_seed(seed)
     s = Schedule.make("cosine", T_TOY)
     model = model or EpsMLP()

@@ -1,0 +1,125 @@
+"""The app's endpoints called the way a hostile script can (raw JSON with NaN and infinities, private
+events by number, values of the wrong type), through a launched app: every answer is a plain message,
+never a Python error's text (issue 10, defects 6-10)."""
+import math
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.hostile import png_bytes
+from tests.raw_api import call, fn_index, upload
+from tests.test_app import _free_port
+
+pytestmark = pytest.mark.slow
+NAN, INF = math.nan, math.inf
+GALLERY = "bundled gallery"
+RAW = ("Could not preprocess", "cannot convert", "Traceback", "Overflow", "expected string", "index out of range",
+       "object has no attribute", "Error(")
+
+
+@pytest.fixture(scope="module")
+def base():
+    import app
+    from demo_core.engine import Engine
+
+    demo = app.build_demo(Engine("mini-clip", "cpu"))
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
+                        quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def cat(base):
+    return upload(base, EXAMPLES / "cat.png")
+
+
+def refused(base, message: str, **kw) -> str:
+    ok, answer = call(base, **kw)
+    assert not ok, f"expected a refusal, got {str(answer)[:200]}"
+    assert message in str(answer), answer
+    assert not any(raw in str(answer) for raw in RAW), answer
+    return answer
+
+
+@pytest.mark.parametrize("k", [300, 10**8, 0, -5, NAN, INF])
+def test_search_image_checks_k(base, cat, k):
+    """Defect 6."""
+    refused(base, "The number of results must be", api_name="search_image", data=[cat, GALLERY, k])
+
+
+def test_search_checks_k_too(base):
+    refused(base, "The number of results must be a finite number", api_name="search", data=["cat", GALLERY, NAN])
+    ok, out = call(base, api_name="search", data=["cat", GALLERY, 48])
+    assert ok and len(out[0]) == 48
+
+
+def test_a_huge_drawing_costs_nothing_unless_used(base, tmp_path):
+    """Defect 7: a 76 KB 20000×20000 PNG as the toy drawing cost 41 s and +5 GB, even when not used."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_bytes(20000, 20000))
+    drawing = {"background": None, "layers": [], "composite": upload(base, path), "id": None}
+    ok, out = call(base, api_name="toy2d", data=["two moons", drawing, 200, 0])
+    assert ok and "done" in out[2], out
+    refused(base, "400 megapixels; the limit is 4 megapixels", api_name="toy2d", data=["my drawing", drawing, 200, 0])
+
+
+@pytest.mark.parametrize("labels,templates,message", [
+    ("cat, dog", "a {} " + "x" * 400_000, "more than the"),  # defect 8: one 400 KB template
+    (", ".join(f"thing {i}" for i in range(1000)), "\n".join(f"t{i} {{}}" for i in range(60)), "60 templates"),
+    ("cat, dog", "a {} {x}", "exactly one {}"),  # defect 9
+    ("cat, dog", "a {} }", "lone { or }"),
+    (5, "a {}", "The labels must be text"),
+    (["cat", "dog"], "a {}", "The labels must be text"),
+    ("cat, dog", 5, "The templates must be text"),
+])
+def test_classify_refuses_bad_labels_and_templates(base, cat, labels, templates, message):
+    refused(base, message, api_name="classify", data=[cat, labels, templates, True])
+
+
+def test_classify_refuses_an_ensemble_that_is_not_a_tick(base, cat):
+    refused(base, "Ensemble must be true or false", api_name="classify", data=[cat, "cat, dog", "a {}", "yes"])
+
+
+def test_more_like_with_a_click_outside_the_results(base):
+    """Defect 9: "more like this" at index -100 gave "list index out of range"."""
+    session = "more-like-test"
+    ok, out = call(base, api_name="search", data=["cat", GALLERY, 12], session=session)
+    assert ok and len(out[0]) == 12
+    select = fn_index(base, trigger="select")
+    refused(base, "Click one of the results first", index=select, data=[None, GALLERY, 12], session=session,
+            event_data={"index": -100, "value": None})
+    ok, out = call(base, index=select, data=[None, GALLERY, 12], session=session, event_data={"index": 2, "value": None})
+    assert ok and "more like result #3" in out[1]
+
+
+CL = "clip x̂₀ to [−1, 1] (diffusers' default)"
+
+
+@pytest.mark.parametrize("endpoint,data,message", [
+    ("sample", ["emoji-ddpm", "DDIM", 5, NAN, 0, 1, CL], "DDIM η must be a finite number"),  # defect 10
+    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 1e30, 1, CL], "The seed must be between 0 and"),  # defect 9
+    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 10**30, 1, CL], "The seed must be between 0 and"),
+    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, NAN, 1, CL], "The seed must be a finite number"),
+    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, INF, 1, CL], "The seed must be a finite number"),
+    ("sample", ["emoji-ddpm", "DDIM", NAN, 0.0, 0, 1, CL], "DDIM steps for"),
+    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 0, NAN, CL], "The number of images must be a finite number"),
+    ("forward", ["CAT", NAN, "linear", 1000], "t must be a finite number"),
+    ("forward", ["CAT", 5, "linear", NAN], "T must be a finite number"),
+    ("clip_matrix", ["gallery", NAN, 0, [], "", 0.03, 0], "B must be a finite number"),
+    ("clip_matrix", ["gallery", 8, NAN, [], "", 0.03, 0], "The seed must be a finite number"),
+    ("clip_matrix", ["gallery", 8, 0, [], "", NAN, 0], "The temperature τ must be a finite number"),
+    ("clip_matrix", ["gallery", 8, 0, [], "", 0.03, NAN], "The shuffle must be a finite number"),
+    ("clip_train", ["gallery", 4, 0, [], "", NAN], "Training steps must be a finite number"),
+    ("clip_train", ["gallery", 4, 1e30, [], "", 50], "The seed must be between"),
+    ("toy2d", ["two moons", None, NAN, 0], "Training steps must be a finite number"),
+    ("toy2d", ["two moons", None, 200, NAN], "The seed must be a finite number"),
+    ("toy2d", ["two moons", None, 200, 1e30], "The seed must be between"),
+])
+def test_numbers_are_checked_at_every_endpoint(base, cat, endpoint, data, message):
+    """Defect 10: NaN passed the number checks (η = NaN: "✅ done" with black images)."""
+    data = [cat if d == "CAT" else d for d in data]
+    refused(base, message, api_name=endpoint, data=data)
