@@ -134,6 +134,25 @@ def test_diffusion_tab_toy_2d_trains_and_samples(page, tmp_path):
     assert "800 samples" in status
 
 
+def test_diffusion_tab_toy_2d_learns_my_drawing(page):
+    """The drawing reaches the handler undecoded (the event skips Gradio's preprocessing) and is used."""
+    page.get_by_role("tab", name="Diffusion step by step").click()
+    page.get_by_label("my drawing").check()
+    canvas = page.locator("canvas").last
+    canvas.scroll_into_view_if_needed()
+    page.get_by_role("button", name="Brush").first.click()
+    box = canvas.bounding_box()
+    x0, y0, w, h = box["x"] + 0.35 * box["width"], box["y"] + 0.1 * box["height"], 0.3 * box["width"], box["height"]
+    page.mouse.move(x0 + 0.2 * w, y0 + 0.4 * h)
+    page.mouse.down()
+    for i in range(30):  # a slanted stroke
+        page.mouse.move(x0 + (0.2 + 0.02 * i) * w, y0 + (0.4 + 0.005 * i) * h)
+    page.mouse.up()
+    page.locator("#d-run").click()
+    status = _wait_text(page, "#d-status", "done", 240_000)
+    assert "800 samples" in status
+
+
 def test_how_clip_learns_tab_matrix_shuffle_and_live_training(page, tmp_path):
     import re
 
