@@ -120,6 +120,8 @@ class Engine:
         self._stops = StopSignals()
         self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
         self._files = KeptFiles()
+        # Search thumbnails: made once per image, in the engine's private folder, handed out as they are
+        self.thumbnail_folder = self._files.folder / "thumbnails"
         if background:
             threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         else:
@@ -272,12 +274,11 @@ class Engine:
             raise IndexProblem("That image is no longer in the index; search again.")
         return self._found(idx, idx.search(vec, k))
 
-    @staticmethod
-    def _found(idx: ImageIndex, hits: list[Hit]) -> list[Found]:
+    def _found(self, idx: ImageIndex, hits: list[Hit]) -> list[Found]:
         found = []
         for h in hits:
             try:
-                found.append(Found(thumbnail(idx, h), Path(h.path).name, h.score, h.id))
+                found.append(Found(thumbnail(idx, h, self.thumbnail_folder), Path(h.path).name, h.score, h.id))
             except (IndexProblem, ImageError, OSError):
                 continue  # a file deleted since indexing: left out, not an error
         return found

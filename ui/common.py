@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from typing import Callable
 
 import gradio as gr
@@ -30,6 +31,14 @@ except ImportError:  # everywhere else: a no-op
         return fn if fn is not None else (lambda f: f)
 
 EXAMPLES = ASSETS / "examples"
+
+# Light requests (a search over a loaded index, a classification with cached labels: tens of milliseconds)
+# share one pool of LIGHT_CONCURRENCY at a time; model runs (diffusion, training) keep the app's default
+# of 2 per event. DEMO_LEGACY_QUEUE=1 restores the serving before issue 10 (every event 2 at a time,
+# thumbnails copied into Gradio's cache on every answer), for bench/bench_load.py's before/after.
+LEGACY_QUEUE = os.environ.get("DEMO_LEGACY_QUEUE") == "1"
+LIGHT_CONCURRENCY = int(os.environ.get("DEMO_LIGHT_CONCURRENCY", 8))
+LIGHT = {} if LEGACY_QUEUE else {"concurrency_limit": LIGHT_CONCURRENCY, "concurrency_id": "light"}
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
@@ -56,6 +65,13 @@ def handler(fn: Callable) -> Callable:
 def model_handler(fn: Callable, *, duration: int | None = None) -> Callable:
     """``handler(fn)`` that also runs on a GPU on ZeroGPU Spaces (`duration`: its time limit, s)."""
     return _gpu(handler(fn), duration=duration) if duration else _gpu(handler(fn))
+
+
+def serve_as_is(folder) -> None:
+    """Hand out the files in `folder` as they are: Gradio then neither hashes nor copies them into its
+    cache on every answer. Only for a private folder of files the app made (every file in it is served)."""
+    if not LEGACY_QUEUE:
+        gr.set_static_paths([folder])
 
 
 def file_path(value) -> str | None:

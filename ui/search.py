@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demo_core.engine import MAX_RESULTS, Engine, Found
-from ui.common import file_path, handler, model_handler
+from ui.common import LIGHT, file_path, handler, model_handler, serve_as_is
 from ui.status import index_summary
 
 
@@ -59,8 +59,9 @@ def build(engine: Engine) -> None:
     hit_ids = gr.State([])
     outputs = [results, details, hit_ids]
     gr.on(None, handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")  # load, pick
-    search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search")
-    query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private")
+    serve_as_is(engine.thumbnail_folder)
+    search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search", **LIGHT)
+    query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private", **LIGHT)
     image_btn.click(model_handler(search_image), [qimage, index_pick, k], outputs, api_name="search_image",
-                    preprocess=False)
-    results.select(handler(more_like), [hit_ids, index_pick, k], outputs, api_visibility="private")
+                    preprocess=False, **LIGHT)
+    results.select(handler(more_like), [hit_ids, index_pick, k], outputs, api_visibility="private", **LIGHT)

@@ -6,7 +6,7 @@ import gradio as gr
 from demo_core.clip.model import DEFAULT_TEMPLATES, parse_labels, parse_templates
 from demo_core.engine import Engine
 from demo_core.images import load_image
-from ui.common import EXAMPLES, LATEX, ZERO_SHOT_FORMULA, file_path, model_handler
+from ui.common import EXAMPLES, LATEX, LIGHT, ZERO_SHOT_FORMULA, file_path, model_handler
 
 EXAMPLE_LABELS = [
     ("cat.png", "cat, dog, car, tree, pizza"),
@@ -66,4 +66,4 @@ def build(engine: Engine) -> None:
                     fn=model_handler(classify_example), outputs=[probs, table, details], cache_examples=True,
                     cache_mode="lazy", api_visibility="private")
     run.click(model_handler(classify), [image, labels, templates, ensemble], [probs, table, details],
-              api_name="classify", preprocess=False)
+              api_name="classify", preprocess=False, **LIGHT)

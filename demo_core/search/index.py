@@ -81,6 +81,7 @@ class ImageIndex:
             self.db = sqlite3.connect(db_path, check_same_thread=False)
             self.db.executescript(SCHEMA)
         self._lock = threading.RLock()  # the app searches from several worker threads
+        self._root: Path | None = None
         self._faiss = None
         self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
         self._ids: np.ndarray | None = None
@@ -101,11 +102,15 @@ class ImageIndex:
     @property
     def root(self) -> Path:
         """The collection folder. Stored relative to the index folder, so that a collection and
-        its index can move together (the bundled gallery does)."""
+        its index can move together (the bundled gallery does). Read once when the index is read-only
+        (the app asks for it for every result it shows)."""
+        if self.readonly and self._root is not None:
+            return self._root
         root = self.manifest().get("root")
         if not root:
             raise IndexProblem(f"The index in {self.folder} records no collection folder.")
-        return (self.folder / root).resolve()
+        self._root = (self.folder / root).resolve()
+        return self._root
 
     def set_root(self, root: Path) -> None:
         self.set_manifest(root=os.path.relpath(root.resolve(), self.folder.resolve()))
@@ -239,7 +244,7 @@ class ImageIndex:
 
     def safe_path(self, rel: str) -> Path:
         """The file `rel` inside the collection, or IndexProblem if it escapes it or is not indexed."""
-        root = self.root.resolve()
+        root = self.root
         full = (root / rel).resolve()
         if root != full and root not in full.parents:
             raise IndexProblem(f"'{rel}' is outside the indexed collection.")

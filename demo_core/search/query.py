@@ -7,6 +7,7 @@ nearest images by cosine similarity. Arithmetic adds and subtracts weighted text
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -69,7 +70,10 @@ def image_query_vector(clip: ClipModel, image) -> np.ndarray:
 
 
 def thumbnail(index: ImageIndex, hit: Hit, cache: Path | None = None) -> Path:
-    """A JPEG thumbnail of an indexed file (longest side THUMB_SIZE), cached by content."""
+    """A JPEG thumbnail of an indexed file (longest side THUMB_SIZE), made once: cached by path and mtime.
+
+    Written under a name of its own and renamed into place, so requests making the same thumbnail at
+    once never see (or serve) a half-written file."""
     src = index.safe_path(hit.path)
     key = hashlib.sha1(f"{src}:{src.stat().st_mtime_ns}".encode()).hexdigest()[:20]
     cache = cache or Path(tempfile.gettempdir()) / "clip-lab-thumbs"
@@ -78,7 +82,12 @@ def thumbnail(index: ImageIndex, hit: Hit, cache: Path | None = None) -> Path:
     if not out.exists():
         im = load_image(src)
         im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-        tmp = out.with_suffix(".tmp.jpg")
-        im.save(tmp, quality=85)
-        tmp.replace(out)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{key}-", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                im.save(f, format="JPEG", quality=85)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return out
