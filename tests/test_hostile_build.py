@@ -17,6 +17,7 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.hostile import make_corpus, png_bytes
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the 144 MP PNG, on purpose
 
 
 def _cli(*args, timeout=120):
