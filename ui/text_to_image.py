@@ -27,6 +27,19 @@ def _scores(u: Text2ImgUpdate):
     return pd.DataFrame({"t": [t for t, _ in u.clip_scores], "CLIP score": [v for _, v in u.clip_scores]})
 
 
+# The scale's range follows the method: CFG's w is a few units; CLIP guidance's s multiplies a cosine's
+# gradient (small per pixel), so hundreds are needed to steer (measured: bench/RESULTS.md).
+SCALE_LABEL = {"cfg": "Guidance scale w (0 = unconditional, 1 = conditional)",
+               "clip": "CLIP guidance scale s", "none": "Guidance scale (unused without guidance)"}
+SCALE_RANGE = {"cfg": (20, 3, 0.5), "clip": (1000, 300, 10), "none": (20, 0, 0.5)}  # max, default, step
+
+
+def _scale_for(method: str):
+    key = METHODS.get(method, "cfg")
+    maximum, value, step = SCALE_RANGE[key]
+    return gr.Slider(maximum=maximum, value=value, step=step, label=SCALE_LABEL[key])
+
+
 def build(engine: Engine) -> None:
     def text2img(prompt: str, negative: str = "", method: str = "classifier-free guidance", scale: float = 3.0,
                  sampler: str = "DDIM", steps: int = 50, seed: int = 0, n: int = 4, inspect: float = 0.3,
@@ -74,8 +87,7 @@ def build(engine: Engine) -> None:
         negative = gr.Textbox("", label="Negative prompt (replaces ∅ in classifier-free guidance)", scale=2)
     with gr.Row():
         method = gr.Radio(list(METHODS), value="classifier-free guidance", label="Guidance", scale=3)
-        scale = gr.Slider(0, 20, value=3, step=0.5, label="Guidance scale (w for CFG, s for CLIP guidance)",
-                          elem_id="t2i-scale", scale=2)
+        scale = gr.Slider(0, 20, value=3, step=0.5, label=SCALE_LABEL["cfg"], elem_id="t2i-scale", scale=2)
     with gr.Row():
         sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler", scale=1)
         steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
@@ -96,6 +108,7 @@ def build(engine: Engine) -> None:
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = gr.Gallery(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
+    method.change(_scale_for, method, scale, api_visibility="private")
     run.click(model_handler(text2img, duration=120), [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
               [images, x_t, x0, pieces, scores, status], api_name="text2img")
     run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
