@@ -295,8 +295,11 @@ class Engine:
         seed = check_seed(seed)
         n = check_number(n, "The number of images", 1, MAX_REVERSE_IMAGES, integer=True)
         model = self.ddpm(model_name)
-        ddim_steps = check_number(ddim_steps, f"DDIM steps for {model.display}", 1, model.T, integer=True)
         names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
+        if "DDIM" in names:  # DDPM alone takes all T steps and ignores the setting
+            ddim_steps = check_number(ddim_steps, f"DDIM steps for {model.display}", 1, model.T, integer=True)
+        else:
+            ddim_steps = model.T
         runs = {nm: ReverseRun() for nm in names}
         gens = {nm: run_reverse(model, nm, seed=seed, n=n, ddim_steps=ddim_steps, eta=eta, clip_x0=bool(clip_x0),
                                 run=runs[nm]) for nm in names}
