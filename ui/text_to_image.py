@@ -108,7 +108,7 @@ def build(engine: Engine) -> None:
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = gr.Gallery(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
-    method.change(_scale_for, method, scale, api_visibility="private")
+    method.change(handler(_scale_for), method, scale, api_visibility="private")
     run.click(model_handler(text2img, duration=120), [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
               [images, x_t, x0, pieces, scores, status], api_name="text2img")
     run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
