@@ -108,6 +108,25 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(pm, 1 - decay)
 
 
+class DiffusionStep:
+    """One optimisation step as both DDPM trainers take it: backward, gradient norm clipped at 1, step,
+    EMA update, and the loss smoothed over about 50 steps for the log."""
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer, ema: torch.nn.Module, ema_decay: float):
+        self.model, self.opt, self.ema, self.ema_decay = model, opt, ema, ema_decay
+        self.running: float | None = None
+
+    def __call__(self, loss: torch.Tensor) -> dict:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        ema_update(self.ema, self.model, self.ema_decay)
+        value = loss.item()
+        self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
+        return {"loss": round(self.running, 5)}
+
+
 def debias_ema(ema_state: dict, init_state: dict, decay: float, steps: int) -> dict:
     """Remove the initial weights' share from an EMA, as Adam bias-corrects its moments.
 

@@ -27,7 +27,7 @@ import torch
 
 from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
+from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
 @dataclass
@@ -100,20 +100,12 @@ def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = Non
     model = build_unet(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    running = None  # the loss, smoothed over about 50 steps for the log
+    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
     def step_fn(step: int) -> dict:
-        nonlocal running
         x_t, t, eps = make_batch(data, step, cfg, s)
         # diffusers' UNet counts timesteps k = t - 1 (0..T-1)
-        loss = torch.nn.functional.mse_loss(model(x_t, t - 1).sample, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, cfg.ema_decay)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        return {"loss": round(running, 5)}
+        return optimise(torch.nn.functional.mse_loss(model(x_t, t - 1).sample, eps))
 
     model.train()
     step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},

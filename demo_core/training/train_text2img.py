@@ -33,7 +33,7 @@ from ..diffusion.ddpm import Schedule, q_sample
 from .banks import caption_bank, image_bank
 from .emoji_data import EmojiData, augment_batch
 from .emoji_groups import group_of
-from .loop import debias_ema, ema_update, load_checkpoint, seed_run, summary, train_loop, training_cli
+from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
 @dataclass
@@ -121,20 +121,12 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     model = initial_model(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    running = None  # the loss, smoothed over about 50 steps for the log
+    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
     def step_fn(step: int) -> dict:
-        nonlocal running
         x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s)
         per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,); the UNet counts k = t − 1
-        loss = (loss_w[t] * per_sample).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, cfg.ema_decay)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        return {"loss": round(running, 5)}
+        return optimise((loss_w[t] * per_sample).mean())
 
     model.train()
     step, log = train_loop(run, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
