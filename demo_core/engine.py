@@ -118,12 +118,15 @@ class Engine:
         self._index_lock = threading.Lock()
         self._clip_ready, self._ready = threading.Event(), threading.Event()
         self._stops = StopSignals()
+        self._closing = threading.Event()
+        self._loader: threading.Thread | None = None
         self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
         self._files = KeptFiles()
         # Search thumbnails: made once per image, in the engine's private folder, handed out as they are
         self.thumbnail_folder = self._files.folder / "thumbnails"
         if background:
-            threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+            self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
+            self._loader.start()
         else:
             self._load()
             if self.load_error:
@@ -142,6 +145,8 @@ class Engine:
             steps.append(("loading the text-to-image models", "text-to-image models loaded", self._text2img.models))
         steps.append(("reading the gallery's image–caption pairs", "gallery pairs read", matrix.gallery_pairs))
         for doing, done, load in steps:
+            if self._closing.is_set():  # the app is shutting down: leave the rest unloaded
+                break
             self.loading = doing
             try:
                 load()
@@ -194,7 +199,11 @@ class Engine:
         return list(self._ddpms.values())
 
     def close(self) -> None:
-        """Remove the files handed out (also done at exit)."""
+        """Stop the background loader after its current model (a thread still inside torch when the
+        interpreter exits can abort it) and remove the files handed out (also done at exit)."""
+        self._closing.set()
+        if self._loader is not None and self._loader is not threading.current_thread():
+            self._loader.join(timeout=120)
         self._files.close()
 
     # --- search ------------------------------------------------------------------------------

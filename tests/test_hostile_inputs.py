@@ -176,12 +176,16 @@ def test_more_like_with_a_click_outside_the_results():
     import app
     from demo_core.engine import Engine
 
-    demo = app.build_demo(Engine("mini-clip", "cpu", background=True))
+    engine = Engine("mini-clip", "cpu", background=True)
+    demo = app.build_demo(engine)
     more_like = next(dep.fn for dep in demo.fns.values() if getattr(dep.fn, "__wrapped__", dep.fn).__name__ == "more_like")
-    for index in (-100, 3, 10**9, None, "1", True):
-        evt = gr.SelectData(None, {"index": index, "value": None})
-        with pytest.raises(gr.Error, match="Click one of the results first"):
-            more_like([11, 12, 13], "bundled gallery", 12, evt)
+    try:
+        for index in (-100, 3, 10**9, None, "1", True):
+            evt = gr.SelectData(None, {"index": index, "value": None})
+            with pytest.raises(gr.Error, match="Click one of the results first"):
+                more_like([11, 12, 13], "bundled gallery", 12, evt)
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize("bad", [NAN, INF, -INF])

@@ -38,6 +38,7 @@ def test_ui_builds_while_models_load_and_requests_wait_for_them(monkeypatch):
     panel = status_panel(engine)
     assert "mini-clip" in panel and "emoji-ddpm" in panel and "torch 2.14.1" in panel
     assert "loaded" in panel and "gallery index ready" in panel
+    engine.close()
     assert not status_line(engine).startswith("⏳")
 
 

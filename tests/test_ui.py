@@ -55,7 +55,9 @@ def test_every_model_running_handler_is_on_the_gpu_and_every_engine_call_maps_er
         return fn
 
     monkeypatch.setattr(common, "_gpu", fake_gpu)
-    demo = app.build_demo(Engine("mini-clip", "cpu", background=True))
+    engine = Engine("mini-clip", "cpu", background=True)
+    demo = app.build_demo(engine)
+    engine.close()  # only the wiring is checked: stop the background loader
     assert set(on_gpu) == MODEL_RUNNING
     for dep in demo.fns.values():
         name = getattr(dep.fn, "__wrapped__", dep.fn).__name__
