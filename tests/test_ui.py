@@ -10,7 +10,7 @@ from ui import common
 
 MODEL_RUNNING = {"classify", "classify_example", "search", "search_image", "sample", "toy_run", "clip_matrix",
                  "clip_train", "text2img", "sweep"}
-NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example_input", "load_example_output", "_scale_for"}
+NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example_input", "load_example_output"}
 
 
 def test_a_user_error_becomes_a_plain_message_and_a_bug_stays_a_bug():
