@@ -9,7 +9,7 @@ import pandas as pd
 
 from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate, noised_clip_curve
 from demo_core.engine import Engine
-from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler
+from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler, seed_box
 
 FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second
 
@@ -91,7 +91,7 @@ def build(engine: Engine) -> None:
     with gr.Row():
         sampler = gr.Radio(["DDIM", "DDPM"], value="DDIM", label="Sampler", scale=1)
         steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
-        seed = gr.Number(0, precision=0, label="Seed", scale=1)
+        seed = seed_box(scale=1)
         n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
         inspect = gr.Slider(0, 1, value=0.3, step=0.05, label="Inspect the step at (0 = first, 1 = last)", scale=1)
     with gr.Row():

@@ -24,7 +24,7 @@ from ..clip.model import ClipModel
 from ..clip.noised import NoisedImageTower, load_noised_clip
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
-from ..inputs import check_number
+from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
@@ -162,7 +162,7 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
         raise ModelUnavailable("CLIP guidance needs the noised CLIP, which is not installed here.")
     scale = check_number(scale, "The guidance scale", 0, MAX_SCALE)
     steps = check_number(steps, "DDIM steps", 1, models.schedule.T, integer=True)
-    seed = check_number(seed, "The seed", 0, 2**63 - 1, integer=True)
+    seed = check_seed(seed)
     n = check_number(n, "The number of images", 1, MAX_IMAGES, integer=True)
     inspect = check_number(inspect, "The inspected step", 0, 1)
     clip = models.clip
