@@ -14,9 +14,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-first: no 
 
 import gradio as gr  # noqa: E402
 
-from demo_core.engine import Engine  # noqa: E402
+from demo_core.engine import BUNDLED_GALLERY, Engine  # noqa: E402
 from demo_core.errors import UserError  # noqa: E402
-from ui import clip_learns, diffusion, search, status, text_to_image, zero_shot  # noqa: E402
+from ui import clip_learns, diffusion, search, status, text_to_image, unclip, zero_shot  # noqa: E402
 from ui.common import EXAMPLES  # noqa: E402
 
 
@@ -33,6 +33,8 @@ def build_demo(engine: Engine) -> gr.Blocks:
             diffusion.build(engine)
         with gr.Tab("Text to image", id="text-to-image"):
             text_to_image.build(engine)
+        with gr.Tab("unCLIP", id="unclip"):
+            unclip.build(engine)
         with gr.Tab("How CLIP learns", id="clip-learns"):
             clip_learns.build(engine)
     return demo
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space still runs the cleanup below
     try:
         build_demo(engine).queue(default_concurrency_limit=2).launch(
-            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES)])
+            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES), str(BUNDLED_GALLERY)])
     finally:
         engine.close()  # the files it handed out
 

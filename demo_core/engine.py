@@ -36,6 +36,8 @@ from .diffusion.models import BUNDLED_DDPMS, DdpmModel, available_ddpms, load_dd
 from .diffusion.reverse_view import ReverseFrame, ReverseRun, run_reverse
 from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
+from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
+                               gap_histogram, modality_gap, run_interpolation, run_unclip, run_variations)
 from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
 from .inputs import check_number, check_seed
 from .registry import ASSETS, resolve_clip_spec
@@ -96,7 +98,8 @@ class Engine:
 
     def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
                  *, background: bool = False, text2img_model: str | Path = BUNDLED_TEXT2IMG,
-                 noised_clip: str | Path = BUNDLED_NOISED_CLIP):
+                 noised_clip: str | Path = BUNDLED_NOISED_CLIP, unclip_prior: str | Path = BUNDLED_PRIOR,
+                 unclip_decoder: str | Path = BUNDLED_DECODER):
         """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
         the models once: in a background thread when `background` (the UI comes up at once and
         shows progress), else before returning (raising ModelUnavailable if the CLIP fails)."""
@@ -121,6 +124,9 @@ class Engine:
         self._closing = threading.Event()
         self._loader: threading.Thread | None = None
         self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
+        self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder)
+        self._unclip_index: ImageIndex | None = None  # the bundled gallery in the unCLIP CLIP's space
+        self._gap: list[dict] | None = None
         self._files = KeptFiles()
         # Search thumbnails: made once per image, in the engine's private folder, handed out as they are
         self.thumbnail_folder = self._files.folder / "thumbnails"
@@ -143,6 +149,8 @@ class Engine:
                   for name in available_ddpms() if name in BUNDLED_DDPMS]
         if self._text2img.available:
             steps.append(("loading the text-to-image models", "text-to-image models loaded", self._text2img.models))
+        if self._unclip.available:
+            steps.append(("loading the unCLIP prior and decoder", "unCLIP models loaded", self._unclip.models))
         steps.append(("reading the gallery's image–caption pairs", "gallery pairs read", matrix.gallery_pairs))
         for doing, done, load in steps:
             if self._closing.is_set():  # the app is shutting down: leave the rest unloaded
@@ -212,10 +220,10 @@ class Engine:
             raise ModelUnavailable("no CLIP model to search it with")
         self._index_folders[GALLERY] = self._gallery_index_folder()
 
-    def _gallery_index_folder(self) -> Path:
-        """The prebuilt gallery index when the active CLIP made it; otherwise the gallery is
-        embedded once with the active CLIP into a cache folder (incremental on later starts)."""
-        clip = self.clip
+    def _gallery_index_folder(self, clip: ClipModel | None = None) -> Path:
+        """The prebuilt gallery index when `clip` (default: the active CLIP) made it; otherwise the
+        gallery is embedded once with that CLIP into a cache folder (incremental on later starts)."""
+        clip = clip or self.clip
         idx = ImageIndex(BUNDLED_INDEX, readonly=True)
         try:
             idx.check_model(clip.spec.spec, clip.embed_dim)
@@ -346,6 +354,51 @@ class Engine:
     @property
     def loaded_text2img(self) -> Text2ImgModels | None:
         return self._text2img.loaded
+
+    # --- unCLIP --------------------------------------------------------------------------------
+    def unclip(self, prompt: str, *, stop_key: str | None = None, **settings) -> Iterator[UnclipUpdate]:
+        """Stream text → prior → decoder (``run_unclip``), with the real gallery images nearest the prior's output."""
+        models = self._unclip.models()
+        with self._stops.watch(stop_key) as stop:
+            yield from run_unclip(models, prompt, nearest=self._unclip_nearest, stop=stop, **settings)
+
+    def variations(self, image, *, stop_key: str | None = None, **settings) -> Iterator[UnclipUpdate]:
+        """Stream variations of a picture (``run_variations``)."""
+        models = self._unclip.models()
+        with self._stops.watch(stop_key) as stop:
+            yield from run_variations(models, image, stop=stop, **settings)
+
+    def interpolate(self, image_a, image_b=None, prompt_b: str | None = None, *, stop_key: str | None = None,
+                    **settings) -> Iterator[UnclipUpdate]:
+        """Stream a slerp strip between two pictures, or a picture and a prompt (``run_interpolation``)."""
+        models = self._unclip.models()
+        with self._stops.watch(stop_key) as stop:
+            yield from run_interpolation(models, image_a, image_b, prompt_b, stop=stop, **settings)
+
+    def modality_gap(self) -> list[dict]:
+        """Histogram rows of the unCLIP CLIP's cosines on the gallery's true pairs (``unclip.modality_gap``)."""
+        if self._gap is None:
+            pairs = matrix.gallery_pairs()
+            self._gap = gap_histogram(modality_gap(self._unclip.models().clip, [p.image for p in pairs],
+                                                   [p.caption for p in pairs]))
+        return self._gap
+
+    def _unclip_nearest(self, vec, k: int) -> list[Found]:
+        """The k gallery images nearest an embedding in the unCLIP CLIP's space; [] without the gallery."""
+        if GALLERY not in self._index_folders:
+            return []
+        with self._index_lock:
+            if self._unclip_index is None:
+                self._unclip_index = ImageIndex(self._gallery_index_folder(self._unclip.models().clip), readonly=True)
+        return self._found(self._unclip_index, self._unclip_index.search(vec.numpy(), k))
+
+    @property
+    def unclip_available(self) -> bool:
+        return self._unclip.available
+
+    @property
+    def loaded_unclip(self) -> UnclipModels | None:
+        return self._unclip.loaded
 
     def stop(self, key: str | None) -> None:
         """The Stop button: that session's running samplers end after their current step."""

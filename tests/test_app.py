@@ -1,35 +1,17 @@
 """The app's `classify` endpoint, called the way a script would: gradio_client on a launched app."""
-import socket
-
 import pytest
 
 from tests.conftest import EXAMPLES
+from tests.launched import app_client
 from tests.test_images import bomb_png
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client():
-    from gradio_client import Client
-
-    import app
-    from demo_core.engine import Engine
-
-    demo = app.build_demo(Engine("mini-clip", "cpu"))
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
-                        quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with app_client() as c:
+        yield c
 
 
 def _classify(client, image, labels="cat, dog, car", templates="a photo of a {}", ensemble=True):

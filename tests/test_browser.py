@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
-from tests.test_app import _free_port
+from tests.launched import launched_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -23,17 +23,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 
 @pytest.fixture(scope="module")
 def app_url():
-    import app
-    from demo_core.engine import Engine
-
-    demo = app.build_demo(Engine("mini-clip", "cpu"))
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        show_error=True, allowed_paths=[str(EXAMPLES)])
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with launched_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import EXAMPLES
 from tests.hostile import png_bytes
 from tests.raw_api import call, fn_index, upload
-from tests.test_app import _free_port
+from tests.launched import launched_app
 
 pytestmark = pytest.mark.slow
 NAN, INF = math.nan, math.inf
@@ -19,17 +19,8 @@ RAW = ("Could not preprocess", "cannot convert", "Traceback", "Overflow", "expec
 
 @pytest.fixture(scope="module")
 def base():
-    import app
-    from demo_core.engine import Engine
-
-    demo = app.build_demo(Engine("mini-clip", "cpu"))
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
-                        quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with launched_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,13 @@
 import pytest
 import torch
 
-from tests.test_app import _free_port
+from tests.launched import app_client
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from gradio_client import Client
-
-    import app
     from demo_core.clip.model import ClipModel
     from demo_core.clip.noised import NoisedImageTower, save_noised_clip
     from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
@@ -24,15 +21,8 @@ def client(tmp_path_factory):
     clip = ClipModel.load("mini-clip", "cpu")
     save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=50, image_size=clip.image_size),
                      root / "noised", "mini-clip")
-    engine = Engine("mini-clip", "cpu", text2img_model=root / "model", noised_clip=root / "noised")
-    demo = app.build_demo(engine)
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
-                        quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with app_client(Engine("mini-clip", "cpu", text2img_model=root / "model", noised_clip=root / "noised")) as c:
+        yield c
 
 
 def test_prompt_alone_gives_images_first(client):

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..clip.model import ClipModel
-from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, load_cond_model, save_cond_model
 from ..diffusion.ddpm import Schedule, q_sample
 from .banks import caption_bank, image_bank
 from .emoji_data import EmojiData, augment_batch
@@ -54,6 +54,7 @@ class Text2ImgConfig:
     clip_spec: str = "mini-clip"
     embed_dim: int = 128  # the CLIP's embedding width
     condition: str = "text"  # "text": captions (GLIDE); "image": render embeddings (unCLIP's decoder)
+    init: str | None = None  # start from this conditional-model folder's weights (same architecture)
     seed: int = 0
     checkpoint_every: int = 50
 
@@ -89,10 +90,20 @@ def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step:
 
 
 def initial_model(cfg: Text2ImgConfig) -> TextCondUNet:
+    """θ_0: seeded random weights, or those of `cfg.init` (a warm start: the decoder starts from the
+    GLIDE model, whose UNet already draws emoji; only what the condition means has to change)."""
     torch.manual_seed(cfg.seed)
-    return TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
-                        CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
-                                   schedule=cfg.schedule, condition=cfg.condition))
+    model = TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
+                         CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
+                                    schedule=cfg.schedule, condition=cfg.condition))
+    if cfg.init:
+        start = load_cond_model(cfg.init)
+        same = (start.cfg.embed_dim == cfg.embed_dim
+                and tuple(start.unet.config.block_out_channels) == tuple(cfg.block_out_channels))
+        if not same:
+            raise ValueError(f"{cfg.init} has another architecture than this run; it cannot be the start.")
+        model.load_state_dict(start.state_dict())
+    return model
 
 
 def _config_from_state(state: dict) -> Text2ImgConfig:
@@ -157,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     return training_cli(argv, prog="python -m demo_core.training.train_text2img", doc=__doc__,
                         run_default="data/runs/emoji-text2img",
                         export_help="write the EMA model here as a conditional-model folder",
-                        config_cls=Text2ImgConfig, train=train, export_checkpoint=export_checkpoint)
+                        config_cls=Text2ImgConfig, train=train, export_checkpoint=export_checkpoint,
+                        options={"condition": {"choices": ["text", "image"],
+                                               "help": "text: GLIDE (captions); image: unCLIP's decoder"},
+                                 "init": {"help": "warm start from this conditional-model folder"},
+                                 "lr": {"type": float, "help": "peak learning rate"}})
 
 
 if __name__ == "__main__":
