@@ -213,3 +213,26 @@ def test_text_to_image_streams_images_pieces_and_a_sweep(page, tmp_path):
     _wait_text(page, "#t2i-status", "Sweep: ✅ done", 180_000)
     assert page.locator("#t2i-swept img").count() == 6
     _screenshot(page, "text-to-image.png", tmp_path)
+
+
+def test_unclip_prompt_variations_and_interpolation(page, tmp_path):
+    """The bundled prior and decoder: prompt → prior → nearest real images → decoded images; an uploaded
+    picture's variations; two pictures interpolated."""
+    page.get_by_role("tab", name="unCLIP").click()
+    page.locator("#u-prompt textarea").fill("a red heart")
+    page.locator("#u-run").click()
+    _wait_text(page, "#u-status", "done", 180_000)
+    assert page.locator("#u-nearest img").count() == 6  # what the prior imagines, as real gallery pictures
+    assert page.locator("#u-images img").count() == 4
+    _screenshot(page, "unclip.png", tmp_path)
+    page.get_by_role("tab", name="Image variations").click()
+    page.locator("#u-picture input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))
+    page.locator("#u-run-var").click()
+    _wait_text(page, "#u-var-status", "done", 180_000)
+    assert page.locator("#u-variations img").count() == 4
+    page.get_by_role("tab", name="Interpolation").click()
+    page.locator("#u-pic-a input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))
+    page.locator("#u-pic-b input[type=file]").set_input_files(str(EXAMPLES / "dog.png"))
+    page.locator("#u-run-int").click()
+    _wait_text(page, "#u-int-status", "done", 180_000)
+    assert page.locator("#u-strip img").count() == 7

@@ -9,8 +9,8 @@ from demo_core.errors import InputError
 from ui import common
 
 MODEL_RUNNING = {"classify", "classify_example", "search", "search_image", "sample", "toy_run", "clip_matrix",
-                 "clip_train", "text2img", "sweep"}
-NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example_input", "load_example_output"}
+                 "clip_train", "text2img", "sweep", "unclip", "compare", "variations", "interpolate", "gap_plot"}
+NO_ENGINE_CALL = {"refresh", "<lambda>", "stop", "load_example", "load_example_input", "load_example_output"}
 
 
 def test_a_user_error_becomes_a_plain_message_and_a_bug_stays_a_bug():

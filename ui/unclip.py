@@ -125,7 +125,7 @@ def build(engine: Engine) -> None:
         with gr.Column(scale=3):
             gr.Markdown("### unCLIP: text → prior → image embedding → decoder\n" + UNCLIP_FORMULA, latex_delimiters=LATEX)
         with gr.Column(scale=2):
-            gap = gr.LinePlot(x="cosine", y="share", color="pairs", height=240, label="Why a prior: the modality gap. "
+            gap = gr.LinePlot(x="cosine", y="share", color="pairs", height=340, label="Why a prior: the modality gap. "
                               "Cosines on the gallery's (image, caption) pairs", elem_id="u-gap")
     with gr.Row():
         w = gr.Slider(0, 10, value=3, step=0.5, label="Decoder guidance w", scale=1)
@@ -142,7 +142,7 @@ def build(engine: Engine) -> None:
             why = gr.Button("Why a prior: decode the text embedding directly", elem_id="u-why")
         status = gr.Markdown(elem_id="u-status")
         with gr.Row():
-            emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=220,
+            emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=300,
                               label="Stage 1 → 2: the text embedding and the prior's image embedding")
             cos = gr.Markdown()
         nearest = gr.Gallery(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
@@ -188,7 +188,7 @@ def build(engine: Engine) -> None:
         strip = gr.Gallery(label="The path from A to B (u, and cos to A)", columns=MAX_POINTS, height=160,
                            elem_id="u-strip")
 
-    gr.on(None, handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
+    gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
     run.click(model_handler(unclip, duration=120), [prompt, n, seed, w, prior_w, steps],
               [images, emb, x_t, status, cos, nearest], api_name="unclip")
     why.click(model_handler(compare, duration=120), [prompt, seed, w, steps], [with_prior, without, status],

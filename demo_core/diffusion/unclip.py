@@ -236,12 +236,12 @@ def modality_gap(clip: ClipModel, images: list[Image.Image], captions: list[str]
 
 
 def gap_histogram(gap: dict[str, list[float]], bins: int = 40) -> list[dict]:
-    """Rows {cosine, share, pairs}: each kind's cosines as a histogram over [−0.2, 1] (shares sum to 1)."""
-    edges = torch.linspace(-0.2, 1.0, bins + 1)
+    """Rows {cosine, share, pairs}: each kind's cosines as a histogram over [−0.5, 1] (shares sum to 1)."""
+    edges = torch.linspace(-0.5, 1.0, bins + 1)
     rows = []
     for kind, values in gap.items():
-        v = torch.tensor(values).clamp(-0.2, 1.0)
-        counts = torch.histc(v, bins=bins, min=-0.2, max=1.0)
+        v = torch.tensor(values).clamp(-0.5, 1.0)
+        counts = torch.histc(v, bins=bins, min=-0.5, max=1.0)
         share = counts / counts.sum().clamp(min=1)
         rows += [{"cosine": round(float(c), 3), "share": float(s), "pairs": kind}
                  for c, s in zip((edges[:-1] + edges[1:]) / 2, share)]
