@@ -51,6 +51,10 @@ def status_panel(engine: Engine) -> str:
     if t2i:
         lines.append(f"| text to image | {t2i.name} (conditioned on {t2i.clip.name} text embeddings; CLIP guidance "
                      f"{'with the noised CLIP' if t2i.noised is not None else 'off: no noised CLIP bundled'}) |")
+    uc = engine.loaded_unclip
+    if uc:
+        lines.append(f"| unCLIP | prior {uc.prior.cfg.width}×{uc.prior.cfg.depth} MLP → decoder "
+                     f"(conditioned on {uc.clip.name} image embeddings, T={uc.schedule.T}) |")
     for name in engine.index_names():
         lines.append(f"| index: {name} | {index_summary(engine, name)} |")
     state = ("loaded" if engine.ready else f"loading: {engine.loading}") + \
