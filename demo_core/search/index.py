@@ -15,14 +15,18 @@ Index type follows collection size: exact inner product (Flat) while N·D ≤ ``
 512-d, 78k of 128-d; see bench/RESULTS.md), and
 an inverted-file index (IVF-Flat, √N lists) above it. The build measures recall@10 against
 exact search on held-aside queries and raises nprobe until it reaches ``TARGET_RECALL``; both go
-into the manifest. ANN candidates are re-ranked exactly against the stored vectors.
+into the manifest. ANN candidates are re-ranked exactly against the stored vectors. Past
+``compressed.COMPRESSED_MIN_WORK`` the vectors are not held in RAM at all: a compressed IVF-PQ index
+in ``compressed-<generation>/`` re-ranks from a float16 copy on disk (see compressed.py).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -31,13 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexProblem
+from . import compressed
+from .ann import (EXACT_MAX_WORK, NPROBES, RERANK_FACTOR, TARGET_RECALL, build_ann, exact_top10,  # noqa: F401
+                  near_queries, recall_at_10, search_ann)
 
 logger = logging.getLogger(__name__)
 
-EXACT_MAX_WORK = int(os.environ.get("DEMO_EXACT_MAX_WORK", 10_000_000))  # N·D; see bench/RESULTS.md
-TARGET_RECALL = 0.95
-NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
-RERANK_FACTOR = 4  # the ANN index returns k * RERANK_FACTOR candidates, re-ranked exactly
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -85,6 +88,7 @@ class ImageIndex:
         self._faiss = None
         self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
         self._ids: np.ndarray | None = None
+        self._compressed: compressed.CompressedIndex | None = None  # the large-collection kind
 
     # --- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -185,14 +189,19 @@ class ImageIndex:
         return np.asarray(ids, np.int64), np.ascontiguousarray(vecs, dtype=np.float32)
 
     # --- FAISS --------------------------------------------------------------------------------
-    def build_faiss(self, *, threshold: int | None = None) -> dict:
-        """(Re)build index.faiss from the stored vectors; returns the manifest entries it set."""
+    def build_faiss(self, *, threshold: int | None = None, compressed_threshold: int | None = None) -> dict:
+        """(Re)build index.faiss from the stored vectors; returns the manifest entries it set.
+        Above `compressed_threshold` vectors (default: compressed.use_compressed's rule) the compressed kind."""
         import faiss
 
+        if compressed.use_compressed(self.count(), self.manifest().get("dim", 0), compressed_threshold):
+            return self._build_compressed()
         ids, vecs = self.load_vectors()
         index, info = build_ann(vecs, ids, threshold=threshold)
-        self._faiss, self._vectors, self._ids = index, vecs, ids
+        self._faiss, self._vectors, self._ids, self._compressed = index, vecs, ids, None
         info["faiss_generation"] = self.manifest().get("generation", 0)
+        if self.manifest().get("compressed"):
+            info["compressed"] = info["compressed_params"] = None
         if self.readonly:
             return info  # searchable in memory; the folder is left as it was
         tmp = self.folder / "index.faiss.tmp"
@@ -200,7 +209,40 @@ class ImageIndex:
         os.replace(tmp, self.folder / "index.faiss")
         self.set_manifest(**info)
         self.write_manifest_json()
+        self._remove_compressed(keep=None)
         return info
+
+    def _vector_chunks(self, rows: int = 16384):
+        """(ids, float32 vectors) from SQLite in ascending-id chunks: never all in RAM."""
+        cur = self.db.execute("SELECT id, emb FROM vectors ORDER BY id")
+        while batch := cur.fetchmany(rows):
+            yield (np.fromiter((i for i, _ in batch), np.int64, len(batch)),
+                   np.frombuffer(b"".join(e for _, e in batch), np.float32).reshape(len(batch), -1))
+
+    def _build_compressed(self) -> dict:
+        """The compressed kind, in a new ``compressed-<generation>/`` folder (a private temporary one when
+        read-only); the manifest switches to it in one transaction, so a killed build leaves the old one."""
+        m = self.manifest()
+        gen = m.get("generation", 0)
+        base = Path(tempfile.mkdtemp(prefix="clip-lab-index-")) if self.readonly else self.folder
+        sub = base / f"compressed-{gen}"
+        shutil.rmtree(sub, ignore_errors=True)  # what a killed build left
+        compressed.VectorStore.write(sub, self.count(), m.get("dim", 0), self._vector_chunks())
+        _, info = compressed.build_compressed(sub)
+        self._compressed = compressed.CompressedIndex(sub)
+        self._faiss = self._vectors = self._ids = None
+        info.update(faiss_generation=gen, compressed=sub.name)
+        if not self.readonly:
+            self.set_manifest(**info)
+            self.write_manifest_json()
+            self._remove_compressed(keep=sub.name)
+            (self.folder / "index.faiss").unlink(missing_ok=True)
+        return info
+
+    def _remove_compressed(self, keep: str | None) -> None:
+        for old in self.folder.glob("compressed-*"):
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
 
     def write_manifest_json(self) -> None:
         (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
@@ -211,7 +253,14 @@ class ImageIndex:
         m = self.manifest()
         stale = m.get("faiss_generation") != m.get("generation", 0)
         path = self.folder / "index.faiss"
-        if self._faiss is not None and not stale:
+        if (self._faiss is not None or self._compressed is not None) and not stale:
+            return
+        if m.get("compressed") and (not stale or self.readonly) and (self.folder / m["compressed"]).is_dir():
+            if self._compressed is None:  # read-only and stale: the last complete build, rows since left out
+                if stale:
+                    logger.warning("index %s: a build did not finish; searching its last complete build "
+                                   "(run index_builder again to bring it up to date)", self.folder)
+                self._compressed = compressed.CompressedIndex(self.folder / m["compressed"])
             return
         if stale or not path.exists():
             logger.info("index %s: %s FAISS file, rebuilding it from the database", self.folder,
@@ -230,9 +279,15 @@ class ImageIndex:
 
     def _search(self, query: np.ndarray, k: int) -> list[Hit]:
         self._ensure_faiss()
-        if self._vectors is None or len(self._vectors) == 0:
+        if self._compressed is not None:
+            pairs = self._compressed.search(query, k)
+        elif self._vectors is None or len(self._vectors) == 0:
             return []
-        hits = [Hit(i, "", sc, 0, 0) for i, sc in search_ann(self._faiss, self._vectors, self._ids, query, k)]
+        else:
+            pairs = search_ann(self._faiss, self._vectors, self._ids, query, k)
+        hits = [Hit(i, "", sc, 0, 0) for i, sc in pairs]
+        if not hits:
+            return []
         meta = {i: (p, w, h) for i, p, w, h in self.db.execute(
             f"SELECT id, path, width, height FROM files WHERE id IN ({','.join('?' * len(hits))})",
             [h.id for h in hits])}
@@ -264,76 +319,3 @@ class ImageIndex:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# --- FAISS, shared by ImageIndex and bench/ ---------------------------------------------------
-def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None, seed: int = 0):
-    """FAISS index over normalised `vecs` (N, D) with `ids`: Flat up to `threshold` vectors
-    (default: EXACT_MAX_WORK // D), else IVF-Flat
-    with nprobe raised until measured recall@10 >= TARGET_RECALL. Returns (index, info)."""
-    import faiss
-
-    n, dim = vecs.shape
-    if threshold is None:
-        threshold = EXACT_MAX_WORK // max(dim, 1)
-    if n <= threshold:
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if n:
-            index.add_with_ids(vecs, ids)
-        return index, {"index_type": "Flat (exact)", "count": int(n), "recall_at_10": 1.0}
-    nlist = int(min(65536, max(1, np.sqrt(n)), max(1, n // 39)))  # FAISS wants >= 39 training points a list
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.own_fields = True  # the IVF index owns (and keeps alive) its quantizer
-    quantizer.this.disown()
-    rng = np.random.default_rng(seed)
-    sample = vecs[rng.choice(n, min(n, 50 * nlist), replace=False)]
-    index.train(sample)
-    index.add_with_ids(vecs, ids)
-    queries = near_queries(vecs, 200, rng)
-    exact = exact_top10(vecs, ids, queries)
-    recall = 0.0
-    for nprobe in NPROBES:
-        index.nprobe = nprobe
-        recall = recall_at_10(index, vecs, ids, queries, exact)
-        if recall >= TARGET_RECALL:
-            break
-    return index, {"index_type": f"IVF-Flat ({nlist} lists, nprobe {index.nprobe}, exact re-rank)",
-                   "count": int(n), "nprobe": int(index.nprobe), "recall_at_10": round(recall, 4)}
-
-
-def search_ann(index, vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """Top-k (id, cosine) for one query: FAISS candidates, re-ranked exactly on the stored vectors."""
-    import faiss
-
-    q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
-    exact = isinstance(faiss.downcast_index(index.index) if hasattr(index, "id_map") else index, faiss.IndexFlat)
-    _, cand = index.search(q, k if exact else k * RERANK_FACTOR)
-    cand = cand[0][cand[0] >= 0]
-    if not len(cand):
-        return []
-    scores = vecs[np.searchsorted(ids, cand)] @ q[0]  # ids are sorted: rows by binary search
-    order = np.argsort(-scores)[:k]
-    return [(int(cand[i]), float(scores[i])) for i in order]
-
-
-def near_queries(vecs: np.ndarray, m: int, rng) -> np.ndarray:
-    """Queries near (not on) stored vectors, as real queries are."""
-    q = vecs[rng.choice(len(vecs), min(m, len(vecs)), replace=False)]
-    q = q + rng.normal(0, 0.5 / np.sqrt(q.shape[1]), q.shape).astype(np.float32)
-    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
-
-
-def exact_top10(vecs, ids, queries) -> np.ndarray:
-    k = min(10, len(vecs))
-    top = []
-    for i in range(0, len(queries), 50):
-        sims = queries[i:i + 50] @ vecs.T
-        top.append(ids[np.argpartition(-sims, k - 1, axis=1)[:, :k]])
-    return np.concatenate(top)
-
-
-def recall_at_10(index, vecs, ids, queries, exact_top10) -> float:
-    k = exact_top10.shape[1]
-    found = [set(i for i, _ in search_ann(index, vecs, ids, q, k)) for q in queries]
-    return float(np.mean([len(f & set(e)) / k for f, e in zip(found, exact_top10)]))

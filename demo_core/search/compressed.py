@@ -1,0 +1,345 @@
+"""A compressed, sharded FAISS index for large collections, re-ranked exactly from vectors on disk.
+
+Above ``COMPRESSED_MIN_WORK`` (N·D) an index folder holds, besides SQLite, a folder
+``compressed-<generation>/`` made from the stored vectors:
+
+    vectors.npy    float16 (N, D); row i is the vector of ids[i]. Opened as np.memmap, never read whole
+    ids.npy        int64 (N,), ascending (SQLite's order)
+    index.faiss    IVF + 4-bit product-quantised codes, FAISS ids = file ids (fast-scan layout in RAM)
+    lists.ivfdata  the inverted lists, only when they were merged on disk (see ``choose_params``)
+    params.json    the parameters chosen, why, and what the build measured (also in the manifest)
+
+Serving memory is the PQ codes and ids (FAISS), the coarse centroids, and the few rows of
+vectors.npy that a query re-ranks (``rerank`` candidates, read through the memmap). Search: FAISS
+returns ``rerank`` candidates by approximate score; their float16 vectors are read from disk and
+scored exactly (cosine to within float16 rounding, |Δ| < 1e-3); the best k are returned.
+
+Build (``build_compressed``), in stages that are timed and recorded: *train* the empty index on a
+random sample; *add* the store in shards, each into its own copy of the trained index
+(``add_with_ids``; shards are independent, so they could be built elsewhere); *merge* them
+(``merge_from`` in RAM, or ``faiss.contrib.ondisk.merge_ondisk`` into lists.ivfdata when the codes
+would not fit the memory budget); *tune* nprobe and the re-rank depth on held-aside queries.
+Shards are classic IVF-PQ (their lists merge safely: merging fast-scan lists corrupted the heap in
+faiss-cpu 1.15); the merged in-RAM index is then converted to the fast-scan layout (SIMD scanning).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import IndexProblem
+
+logger = logging.getLogger(__name__)
+
+COMPRESSED_MIN_WORK = int(os.environ.get("DEMO_COMPRESSED_MIN_WORK", 2**27))  # N·D; see choose_params
+MEMORY_BUDGET = int(os.environ.get("DEMO_INDEX_MEMORY", 2 * 2**30))  # bytes the served index may hold
+TARGET_RECALL = 0.95
+NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
+RERANK_DEPTHS = (50, 100, 200, 400)
+CHUNK_BYTES = 128 * 2**20  # float32 bytes per block when streaming the store (shards, exact search)
+TUNE_QUERIES = 200
+MIN_ROWS = 256  # fewer cannot train 8-bit PQ codebooks (256 centroids); exact search is instant there anyway
+
+
+@dataclass
+class Params:
+    nlist: int
+    m: int  # PQ sub-quantizers
+    nbits: int  # bits per sub-quantizer code
+    opq: bool
+    ondisk: bool  # inverted lists merged into lists.ivfdata and memory-mapped (classic scan)
+    train_size: int
+    shard_rows: int
+    nprobe: int = 0  # set by tuning
+    rerank: int = 0  # k': candidates re-ranked exactly; set by tuning
+    why: str = ""
+
+    def factory(self, d: int) -> str:
+        return (f"OPQ{self.m}_{d}," if self.opq else "") + f"IVF{self.nlist},PQ{self.m}x{self.nbits}"
+
+    def fast_scan(self) -> bool:
+        return self.nbits == 4 and not self.ondisk and not self.opq
+
+    def code_bytes(self) -> int:
+        """Bytes a vector costs in the served index: its PQ code and its 8-byte id."""
+        return self.m * self.nbits // 8 + 8
+
+
+def use_compressed(n: int, d: int, threshold: int | None = None) -> bool:
+    """The compressed kind above `threshold` vectors (default: N·D > COMPRESSED_MIN_WORK), and never
+    under MIN_ROWS vectors."""
+    return n >= MIN_ROWS and (n > threshold if threshold is not None else n * d > COMPRESSED_MIN_WORK)
+
+
+def choose_params(n: int, d: int, budget: int = MEMORY_BUDGET) -> Params:
+    """The index parameters for N vectors of D dimensions, by rule (measured on the 2-core reference
+    machine, one thread, clustered synthetic 512-d data; bench/RESULTS.md, "Index at scale"):
+
+    - nlist: the power of two nearest √N (at most N/39, so k-means has 39 points a list; 16..65536).
+      At 100k×512, 256 lists with nprobe 16–32 gave recall@10 0.98–0.99 after re-ranking in under
+      0.5 ms; the build's assignment cost grows as N·nlist·D, so √N keeps a 10M build within hours
+      on 2 cores while lists stay short enough (~2.4k vectors at 10M) to scan fast.
+    - PQ: 4-bit codes (nbits 4), m = D/8 (32 bytes at 512-d; 40 a vector with its id), served in
+      FAISS's fast-scan layout. At 100k×512 with the same nprobe and k', m = D/16 lost 0.01–0.02
+      recall@10 and m = D/4 gained nothing for 1.8× the bytes; 8-bit codes with m = D/8 reached the
+      same recall at 72 bytes and took 17 s to train against 2 s.
+    - Memory budget (``MEMORY_BUDGET``, like autofaiss's): if N·(code + id) plus the centroids is over
+      80% of the budget, m halves to D/16; if still over, m = D/8 again and the lists are merged on
+      disk and served through the page cache (fast-scan lists cannot live on disk: classic scan).
+    - OPQ: off. Training the rotation took over 100 s at 10k×64 on one core, and the re-rank depth
+      and nprobe are then raised by measurement until recall@10 ≥ ``TARGET_RECALL`` anyway.
+    - nprobe, k': measured at build time (``tune``): the smallest nprobe, then the smallest
+      k' in ``RERANK_DEPTHS``, whose recall@10 on held-aside queries against exact search reaches
+      ``TARGET_RECALL``. Past 100, k' never raised recall at 100k: the misses are in unprobed lists.
+    """
+    nlist = int(2 ** round(np.log2(max(np.sqrt(n), 1))))
+    nlist = int(min(65536, max(16, nlist), max(1, 2 ** int(np.log2(max(n // 39, 1))))))
+    m, ondisk, why = max(1, d // 8), False, f"m = D/8 fast-scan; nlist ≈ √N = {nlist}"
+    centroids = nlist * d * 4
+    if n * (m // 2 + 8) + centroids > 0.8 * budget:
+        m, why = max(1, d // 16), f"m = D/16: D/8 codes would exceed 80% of the {budget / 2**30:.2f} GiB budget"
+    if n * (m // 2 + 8) + centroids > 0.8 * budget:
+        m, ondisk = max(1, d // 8), True
+        why = f"lists on disk: even D/16 codes exceed 80% of the {budget / 2**30:.2f} GiB budget"
+    while d % m:
+        m -= 1
+    train = int(min(n, max(40 * nlist, 65536), 500_000))
+    shard_rows = max(1024, CHUNK_BYTES // (4 * d))
+    return Params(nlist, m, 4, False, ondisk, train, shard_rows, why=why)
+
+
+class VectorStore:
+    """float16 vectors and their ascending ids on disk, memory-mapped (never loaded whole)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        try:
+            self.vectors = np.load(self.folder / "vectors.npy", mmap_mode="r")
+            self.ids = np.load(self.folder / "ids.npy", mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise IndexProblem(f"The vector store in {self.folder} cannot be read ({e}); "
+                               "run index_builder again to rebuild it.") from None
+
+    @staticmethod
+    def write(folder: str | Path, n: int, d: int, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> "VectorStore":
+        """Write N (ids, vectors) rows, given in ascending-id chunks, to `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        vecs = np.lib.format.open_memmap(folder / "vectors.npy", mode="w+", dtype=np.float16, shape=(n, d))
+        ids = np.lib.format.open_memmap(folder / "ids.npy", mode="w+", dtype=np.int64, shape=(n,))
+        at, last = 0, -(2**63)
+        for cid, cvec in chunks:
+            if len(cid) and (cid[0] <= last or np.any(np.diff(cid) <= 0)):
+                raise ValueError("vector store ids must be ascending")
+            ids[at:at + len(cid)], vecs[at:at + len(cid)] = cid, cvec
+            at += len(cid)
+            last = cid[-1] if len(cid) else last
+        if at != n:
+            raise ValueError(f"vector store: {at} rows given, {n} expected")
+        vecs.flush()
+        ids.flush()
+        del vecs, ids
+        return VectorStore(folder)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def blocks(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(start row, ids, float32 vectors) in blocks of `rows`, read in order."""
+        rows = rows or max(1024, CHUNK_BYTES // (4 * self.vectors.shape[1]))
+        for s in range(0, len(self), rows):
+            yield s, np.asarray(self.ids[s:s + rows]), np.asarray(self.vectors[s:s + rows], dtype=np.float32)
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors of `ids` (which must be stored), read from disk in file order."""
+        pos = np.searchsorted(self.ids, ids)
+        order = np.argsort(pos)
+        out = np.empty((len(ids), self.vectors.shape[1]), np.float32)
+        out[order] = self.vectors[pos[order]]
+        return out
+
+    def sample(self, m: int, rng) -> np.ndarray:
+        pos = np.sort(rng.choice(len(self), min(m, len(self)), replace=False))
+        return np.asarray(self.vectors[pos], dtype=np.float32)
+
+    def exact_top(self, queries: np.ndarray, k: int = 10) -> np.ndarray:
+        """Exact top-k ids by inner product: chunked brute force over the whole store."""
+        best_s = np.full((len(queries), 0), -np.inf, np.float32)
+        best_i = np.zeros((len(queries), 0), np.int64)
+        for _, ids, vecs in self.blocks():
+            s = np.concatenate([best_s, queries @ vecs.T], axis=1)
+            i = np.concatenate([best_i, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
+            kk = min(k, s.shape[1])
+            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+        return np.take_along_axis(best_i, np.argsort(-best_s, axis=1), 1)
+
+
+def _ivf(index):
+    import faiss
+
+    return faiss.extract_index_ivf(index)
+
+
+def train_index(store: VectorStore, p: Params, seed: int = 0):
+    """An empty index with the parameters `p`, trained on a random sample of the store."""
+    import faiss
+
+    d = store.vectors.shape[1]
+    index = faiss.index_factory(d, p.factory(d), faiss.METRIC_INNER_PRODUCT)
+    faiss.downcast_index(_ivf(index)).do_polysemous_training = False  # 10× the time, no use to a re-rank
+    index.train(store.sample(p.train_size, np.random.default_rng(seed)))
+    return index
+
+
+def add_shard(trained, ids: np.ndarray, vecs: np.ndarray):
+    """One shard: a copy of the trained index holding these vectors (independent of other shards)."""
+    import faiss
+
+    shard = faiss.clone_index(trained)
+    shard.add_with_ids(np.ascontiguousarray(vecs, np.float32), np.ascontiguousarray(ids, np.int64))
+    return shard
+
+
+def merge_into(index, shard) -> None:
+    """Move a shard's lists into `index` (same trained quantizers) in RAM; the shard is left empty."""
+    _ivf(index).merge_from(_ivf(shard), 0)
+    index.ntotal = _ivf(index).ntotal  # an OPQ wrapper keeps its own count
+
+
+def merge_on_disk(index, shard_files: list[str], folder: Path) -> None:
+    """Merge shard files into the empty `index`, its lists written to ``folder/lists.ivfdata`` and
+    memory-mapped: the merged lists never need to fit in RAM."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    merge_ondisk(index, shard_files, str(folder / "lists.ivfdata"))
+    index.ntotal = _ivf(index).ntotal
+
+
+def to_fast_scan(index):
+    """The merged IVF-PQ in FAISS's fast-scan layout (same codes, SIMD scanning); it takes over the
+    coarse quantizer."""
+    import faiss
+
+    ivfpq = faiss.downcast_index(index)
+    fast = faiss.IndexIVFPQFastScan(ivfpq)
+    ivfpq.own_fields, fast.own_fields = False, True
+    return fast
+
+
+def _set_nprobe(index, nprobe: int) -> None:
+    _ivf(index).nprobe = nprobe
+
+
+def search_store(index, store: VectorStore, q: np.ndarray, k: int, rerank: int) -> list[tuple[int, float]]:
+    """Top-k (id, cosine) for one query: `rerank` FAISS candidates, re-ranked on the stored vectors."""
+    q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, -1)
+    _, cand = index.search(q, max(k, rerank))
+    cand = cand[0][cand[0] >= 0]
+    if not len(cand):
+        return []
+    scores = store.rows_of(cand) @ q[0]
+    order = np.argsort(-scores)[:k]
+    return [(int(cand[i]), float(scores[i])) for i in order]
+
+
+def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
+    """Set p.nprobe and p.rerank: the cheapest pair reaching TARGET_RECALL; returns its recall@10."""
+    from .ann import near_queries
+
+    rng = np.random.default_rng(seed + 1)
+    queries = near_queries(store.sample(TUNE_QUERIES, rng), TUNE_QUERIES, rng)
+    exact = store.exact_top(queries, min(10, len(store)))
+    recall = 0.0
+    for nprobe in [n for n in NPROBES if n <= p.nlist] or [p.nlist]:
+        _set_nprobe(index, nprobe)
+        for rerank in RERANK_DEPTHS:
+            found = [{i for i, _ in search_store(index, store, q, exact.shape[1], rerank)} for q in queries]
+            recall = float(np.mean([len(f & set(e)) / exact.shape[1] for f, e in zip(found, exact)]))
+            p.nprobe, p.rerank = nprobe, rerank
+            if recall >= TARGET_RECALL:
+                return recall
+    return recall
+
+
+def build_compressed(folder: str | Path, p: Params | None = None, *, budget: int = MEMORY_BUDGET,
+                     seed: int = 0) -> tuple[object, dict]:
+    """Build the compressed index over the store in `folder` (written by ``VectorStore.write``).
+
+    Writes index.faiss (and lists.ivfdata) and params.json there; returns (index, manifest entries)."""
+    import faiss
+
+    folder = Path(folder)
+    store = VectorStore(folder)
+    n, d = store.vectors.shape
+    p = p or choose_params(n, d, budget)
+    seconds = {}
+    t = time.perf_counter()
+    trained = train_index(store, p, seed)
+    seconds["train"] = time.perf_counter() - t
+    index, names = faiss.clone_index(trained), []
+    seconds["add"] = seconds["merge"] = 0.0
+    for start, ids, vecs in store.blocks(p.shard_rows):
+        t = time.perf_counter()
+        shard = add_shard(trained, ids, vecs)
+        seconds["add"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if p.ondisk:  # each shard goes to disk at once; nothing holds them all
+            names.append(str(folder / f"shard-{start}.faiss"))
+            faiss.write_index(shard, names[-1])
+        else:
+            merge_into(index, shard)
+        del shard
+        seconds["merge"] += time.perf_counter() - t
+    if names:
+        t = time.perf_counter()
+        merge_on_disk(index, names, folder)
+        for name in names:
+            os.unlink(name)
+        seconds["merge"] += time.perf_counter() - t
+    if p.fast_scan():
+        t = time.perf_counter()
+        index = to_fast_scan(index)
+        seconds["merge"] += time.perf_counter() - t
+    t = time.perf_counter()
+    recall = tune(index, store, p, seed)
+    seconds["tune"] = time.perf_counter() - t
+    faiss.write_index(index, str(folder / "index.faiss"))
+    params = {**asdict(p), "factory": p.factory(d), "fast_scan": p.fast_scan(), "bytes_per_vector": p.code_bytes(), "budget": budget,
+              "recall_at_10": round(recall, 4), "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    (folder / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+    logger.info("compressed index %s: %s, nprobe %d, re-rank %d, recall@10 %.3f (%s)", folder, params["factory"],
+                p.nprobe, p.rerank, recall, ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    info = {"index_type": f"IVF-PQ compressed ({p.factory(d)}{' fast-scan' if p.fast_scan() else ''}, nprobe {p.nprobe}, exact re-rank of {p.rerank} "
+                          "from float16 on disk)",
+            "count": int(n), "nprobe": int(p.nprobe), "recall_at_10": round(recall, 4), "compressed_params": params}
+    return index, info
+
+
+class CompressedIndex:
+    """A built compressed folder, opened for search: codes in RAM (or lists mapped), vectors mapped."""
+
+    def __init__(self, folder: str | Path):
+        import faiss
+
+        self.folder = Path(folder)
+        try:
+            self.params = json.loads((self.folder / "params.json").read_text())
+            flags = faiss.IO_FLAG_ONDISK_SAME_DIR if self.params["ondisk"] else 0
+            self.index = faiss.read_index(str(self.folder / "index.faiss"), flags)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise IndexProblem(f"The compressed index in {self.folder} cannot be read ({e}); "
+                               "run index_builder again to rebuild it.") from None
+        _set_nprobe(self.index, self.params["nprobe"])
+        self.rerank = int(self.params["rerank"])
+        self.store = VectorStore(self.folder)
+
+    def search(self, q: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return search_store(self.index, self.store, q, k, self.rerank)
