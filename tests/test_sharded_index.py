@@ -56,6 +56,8 @@ def test_compressed_index_with_rerank_finds_the_exact_top10(data, built):
     served = CompressedIndex(folder)
     found = [[i for i, _ in served.search(v, 10)] for v in q]
     assert recall(found, exact) >= 0.95
+    assert np.array_equal(served.store.exact_top(q[:20], 10, rows=3000),  # brute force, 7 blocks
+                          ids[np.argsort(-(q[:20] @ x.astype(np.float16).astype(np.float32).T), axis=1)[:, :10]])
     no_rerank = [[i for i, _ in search_store(served.index, served.store, v, 10, 10)] for v in q]
     assert recall(no_rerank, exact) < 0.9  # the codes alone are not enough: the re-rank is what makes it exact
     assert info["recall_at_10"] >= 0.95
