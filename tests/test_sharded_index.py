@@ -174,6 +174,22 @@ def test_a_read_only_open_searches_the_last_complete_build(tmp_path):
     assert ro.search(x[9], 1)[0].path == "img/9.png"
 
 
+def test_a_read_only_open_with_no_build_makes_one_privately(tmp_path, monkeypatch):
+    x = clustered(3000, 64, seed=8, clusters=40)
+    idx = _synthetic_index(tmp_path / "idx", x)
+    idx.build_faiss()  # 3000·64 is small: today's kind
+    monkeypatch.setattr(compressed, "COMPRESSED_MIN_WORK", 0)
+    idx.remove(["img/1.png"])  # stale, and now "large"
+    before = sorted(p.name for p in (tmp_path / "idx").iterdir())
+    ro = ImageIndex(tmp_path / "idx", readonly=True)
+    assert ro.search(x[2], 1)[0].path == "img/2.png" and ro._compressed is not None
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == before  # the folder is left as it was
+    private = ro._private
+    assert (private / "compressed-2" / "vectors.npy").exists()
+    ro.close()
+    assert not private.exists()
+
+
 @pytest.fixture
 def gallery_copy(tmp_path):
     """The bundled gallery and its index, copied so that files can move (mtimes kept: nothing re-embeds)."""

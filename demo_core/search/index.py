@@ -89,6 +89,7 @@ class ImageIndex:
         self._vectors: np.ndarray | None = None  # (N, D) float32, row i <-> self._ids[i]
         self._ids: np.ndarray | None = None
         self._compressed: compressed.CompressedIndex | None = None  # the large-collection kind
+        self._private: Path | None = None  # where a read-only open had to build one; removed on close
 
     # --- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -224,7 +225,9 @@ class ImageIndex:
         read-only); the manifest switches to it in one transaction, so a killed build leaves the old one."""
         m = self.manifest()
         gen = m.get("generation", 0)
-        base = Path(tempfile.mkdtemp(prefix="clip-lab-index-")) if self.readonly else self.folder
+        if self.readonly:
+            self._private = self._private or Path(tempfile.mkdtemp(prefix="clip-lab-index-"))
+        base = self._private if self.readonly else self.folder
         sub = base / f"compressed-{gen}"
         shutil.rmtree(sub, ignore_errors=True)  # what a killed build left
         compressed.VectorStore.write(sub, self.count(), m.get("dim", 0), self._vector_chunks())
@@ -315,6 +318,9 @@ class ImageIndex:
 
     def close(self) -> None:
         self.db.close()
+        self._compressed = None
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
 
 
 def now_iso() -> str:
