@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import stat
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,19 +26,14 @@ from typing import Callable
 
 import torch
 
-from ..errors import ImageError, IndexBusy, IndexProblem
+from ..errors import ImageError, IndexProblem
 from ..images import header_size, load_image
 from .index import ImageIndex, now_iso
+from .lock import writer_lock  # noqa: F401  (the CLI and tests take it from here)
 
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 256 * 2**20  # no photo is larger; a bigger "image" is not read into memory
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; one builder per folder is then up to the user
-    fcntl = None
-
 
 @dataclass
 class ScannedFile:
@@ -147,60 +141,16 @@ def _read(f: ScannedFile):
     return f, sha, data
 
 
-_held: dict[Path, tuple[int, int]] = {}  # index folder -> (owning thread, depth): writer_lock nests
-_held_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def writer_lock(out: str | Path):
-    """Hold the index folder `out` for writing: one writer at a time, across processes.
-
-    An advisory lock (flock) on ``out/.lock``, which holds the owner's pid. The operating system
-    releases it when the process ends, however it ends, so a killed build leaves no stale lock. The
-    same thread may take it again (the CLI holds it while it loads the model, then builds).
-
-    Raises:
-        IndexBusy: another process, or another thread here, holds it.
-    """
-    out = Path(out).resolve()
-    me = threading.get_ident()
-    with _held_lock:
-        owner, depth = _held.get(out, (None, 0))
-        if owner is not None and owner != me:
-            raise IndexBusy(f"another index_builder is writing {out} (pid {os.getpid()}); wait for it to finish.")
-        if owner == me:
-            _held[out] = (me, depth + 1)
-    if owner == me:
-        try:
-            yield
-        finally:
-            with _held_lock:
-                _held[out] = (me, _held[out][1] - 1)
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    fh = open(out / ".lock", "a+")
+def checked_root(root: str | Path) -> Path:
+    """The collection folder, resolved. Raises IndexProblem when it is not a folder or its name is not UTF-8."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise IndexProblem(f"{root} is not a folder.")
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                pid = fh.read().strip() or "unknown"
-                raise IndexBusy(f"another index_builder is writing {out} (pid {pid}); wait for it to finish, "
-                                "or use another --out.") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        with _held_lock:
-            _held[out] = (me, 1)
-        try:
-            yield
-        finally:
-            with _held_lock:
-                del _held[out]
-    finally:
-        fh.close()  # closing the file releases the flock
+        str(root).encode("utf-8")
+    except UnicodeEncodeError:
+        raise IndexProblem(f"The folder name {display_name(str(root))} is not valid UTF-8; rename it to index it.") from None
+    return root
 
 
 def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64, workers: int = 4,
@@ -214,35 +164,71 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
         IndexBusy: another build is writing `out`.
     """
     t0 = time.time()
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise IndexProblem(f"{root} is not a folder.")
-    try:
-        str(root).encode("utf-8")
-    except UnicodeEncodeError:
-        raise IndexProblem(f"The folder name {display_name(str(root))} is not valid UTF-8; rename it to index it.") from None
-    with writer_lock(out):
-        report = _build(root, out, clip, batch_size=batch_size, workers=workers, include_hidden=include_hidden,
-                        progress=progress)
-    report.seconds = time.time() - t0
-    logger.info("index %s: %s", out, "; ".join(report.summary_lines()))
-    return report
+    root = checked_root(root)
+    with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
+        _embed_locally(plan, clip, batch_size=batch_size, workers=workers, progress=progress)
+    plan.report.seconds = time.time() - t0
+    logger.info("index %s: %s", out, "; ".join(plan.report.summary_lines()))
+    return plan.report
 
 
-def _build(root: Path, out: str | Path, clip, *, batch_size: int, workers: int, include_hidden: bool,
-           progress: Callable[[int, int], None] | None) -> BuildReport:
+@dataclass
+class Plan:
+    """What a build has to do, decided from the scan and the index before anything is read: `todo`
+    holds the files to read (new, or size/mtime changed); `missing` the indexed paths that are gone
+    (moved if their content turns up under a new path, else removed when the build finishes). Both
+    engines (local here, Ray in ray_builder.py) read the files in `todo`, then record each one through
+    `settle`, `reuse`, `skip` and `index.add`, committing as they go."""
+    index: ImageIndex
+    report: BuildReport
+    todo: list[ScannedFile]
+    known: dict[str, tuple[int, int, float, str]]  # path -> (id, size, mtime, sha256), as the build began
+    missing: dict[str, tuple[int, int, float, str]]
+    missing_by_sha: dict[str, list[str]]
+
+    def settle(self, f: ScannedFile, sha: str) -> bool:
+        """Record `f` if the index already holds its content under its own path (touched: new mtime,
+        same bytes) or under a vanished path (moved: the row keeps its vector). True when recorded."""
+        old = self.known.get(f.rel)
+        if old and old[3] == sha:
+            self.index.touch([(f.rel, f.size, f.mtime)])
+            self.report.unchanged += 1
+            return True
+        if not old and self.missing_by_sha.get(sha):
+            src = self.missing_by_sha[sha].pop()
+            self.missing.pop(src, None)
+            self.index.rename([(src, f.rel, f.size, f.mtime)])
+            self.report.renamed += 1
+            return True
+        return False
+
+    def reuse(self, f: ScannedFile, sha: str, size: tuple[int, int]) -> bool:
+        """Record `f` with the vector of indexed content equal to it (a copy), if there is one."""
+        vec = self.index.vector_of(sha)
+        if vec is None:
+            return False
+        self.index.add([(f.rel, f.size, f.mtime, sha, *size)], vec[None])
+        self.report.reused += 1
+        return True
+
+    def skip(self, rel: str, reason: str) -> None:
+        self.report.skipped.append((rel, reason))
+
+
+@contextlib.contextmanager
+def planned_build(root: Path, out: str | Path, spec: str, dim: int, include_hidden: bool):
+    """Open (or create) the index in `out` for `root` and the model (`spec`, `dim`), scan and plan;
+    yield the Plan. On a normal exit, remove what vanished, rebuild FAISS and write the manifest.
+    Raises IndexProblem when `out` indexes another folder or another model."""
     index = ImageIndex(out, create=True)
-    report = BuildReport()
-    pool = ThreadPoolExecutor(max(1, workers))
     try:
-        index.check_model(clip.spec.spec, clip.embed_dim)
+        index.check_model(spec, dim)
         m = index.manifest()
         if m.get("root") and index.root != root:
             raise IndexProblem(f"{out} indexes {index.root}, not {root}; use another --out for this folder.")
         index.set_root(root)
-        index.set_manifest(model=clip.spec.spec, dim=clip.embed_dim, normalized=True,
-                           created=m.get("created", now_iso()))
-
+        index.set_manifest(model=spec, dim=dim, normalized=True, created=m.get("created", now_iso()))
+        report = BuildReport()
         files, skipped = scan(root, include_hidden)
         report.skipped += skipped
         known = index.rows()  # path -> (id, size, mtime, sha)
@@ -255,11 +241,37 @@ def _build(root: Path, out: str | Path, clip, *, batch_size: int, workers: int, 
             else:
                 todo.append(f)
         missing = {p: row for p, row in known.items() if p not in seen}  # candidates for rename/removal
-        missing_by_sha = {}
+        missing_by_sha: dict[str, list[str]] = {}
         for p, row in missing.items():
             missing_by_sha.setdefault(row[3], []).append(p)
+        plan = Plan(index, report, todo, known, missing, missing_by_sha)
+        yield plan
+        _finish(plan)
+    finally:
+        index.close()
 
-        done = 0
+
+def _finish(plan: Plan) -> None:
+    index, report = plan.index, plan.report
+    if plan.missing:
+        index.remove(sorted(plan.missing))
+        report.removed = len(plan.missing)
+    index.set_manifest(updated=now_iso())
+    info = index.build_faiss()
+    report.index_type = info["index_type"]
+    report.total = index.count()
+    index.set_manifest(last_build={"indexed": report.indexed, "reused": report.reused, "renamed": report.renamed,
+                                   "unchanged": report.unchanged, "removed": report.removed,
+                                   "skipped": len(report.skipped)})
+    index.write_manifest_json()
+
+
+def _embed_locally(plan: Plan, clip, *, batch_size: int, workers: int,
+                   progress: Callable[[int, int], None] | None) -> None:
+    """The local engine: threads read, hash and decode a batch, the model embeds it, one commit per batch."""
+    pool = ThreadPoolExecutor(max(1, workers))
+    todo, done = plan.todo, 0
+    try:
         if progress:
             progress(0, len(todo))
         for start in range(0, len(todo), batch_size):
@@ -267,53 +279,27 @@ def _build(root: Path, out: str | Path, clip, *, batch_size: int, workers: int, 
             to_embed, images = [], []
             for f, sha, payload in pool.map(_read, chunk):
                 if sha is None:
-                    report.skipped.append((f.rel, payload))
+                    plan.skip(f.rel, payload)
                     continue
-                old = known.get(f.rel)
-                if old and old[3] == sha:  # touched, same content
-                    index.touch([(f.rel, f.size, f.mtime)])
-                    report.unchanged += 1
+                if plan.settle(f, sha):
                     continue
-                if not old and missing_by_sha.get(sha):  # moved/renamed: keep the vector
-                    src = missing_by_sha[sha].pop()
-                    missing.pop(src, None)
-                    index.rename([(src, f.rel, f.size, f.mtime)])
-                    report.renamed += 1
-                    continue
-                vec = index.vector_of(sha)
                 try:
                     size = header_size(payload)
-                    im = None if vec is not None else load_image(payload, draft_size=clip.image_size)
+                    if plan.reuse(f, sha, size):  # a copy of indexed content
+                        continue
+                    im = load_image(payload, draft_size=clip.image_size)
                 except ImageError as e:
-                    report.skipped.append((f.rel, str(e)))
-                    continue
-                if vec is not None:  # a copy of indexed content
-                    index.add([(f.rel, f.size, f.mtime, sha, *size)], vec[None])
-                    report.reused += 1
+                    plan.skip(f.rel, str(e))
                     continue
                 to_embed.append((f.rel, f.size, f.mtime, sha, *size))
                 images.append(im)
             if images:
                 pixels = list(pool.map(clip.preprocess, images))
                 embs = clip.encode_pixels(torch.stack(pixels)).numpy()
-                index.add(to_embed, embs)  # one transaction per batch
-                report.indexed += len(to_embed)
+                plan.index.add(to_embed, embs)  # one transaction per batch
+                plan.report.indexed += len(to_embed)
             done += len(chunk)
             if progress:
                 progress(done, len(todo))
-        if missing:
-            index.remove(sorted(missing))
-            report.removed = len(missing)
-        index.set_manifest(updated=now_iso())
-        info = index.build_faiss()
-        report.index_type = info["index_type"]
-        report.total = index.count()
-        index.set_manifest(last_build={"indexed": report.indexed, "reused": report.reused, "renamed": report.renamed,
-                                       "unchanged": report.unchanged, "removed": report.removed,
-                                       "skipped": len(report.skipped)})
-        index.write_manifest_json()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # on Ctrl-C: queued reads are dropped, not waited for
-        index.close()
-    return report
-
