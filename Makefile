@@ -15,8 +15,8 @@ $(VENV)/.installed: requirements.txt
 	$(PIP) install -r requirements.txt
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
-	$(PIP) install -r requirements-test.txt
+$(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt requirements-scale.txt
+	$(PIP) install -r requirements-test.txt -r requirements-scale.txt
 	touch $@
 
 run: $(VENV)/.installed

@@ -30,3 +30,7 @@ class ModelUnavailable(UserError):
 
 class IndexBusy(UserError):
     """Another process is writing the same index folder; the message names it (pid)."""
+
+
+class ClusterProblem(UserError):
+    """A Ray cluster that cannot be started or joined, or a Ray job that failed; what was committed is kept."""
