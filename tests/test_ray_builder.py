@@ -18,6 +18,7 @@ from demo_core.search.builder import build_index
 from demo_core.search.index import ImageIndex
 from demo_core.search.ray_builder import ray_available, sizing
 from tests.conftest import EXAMPLES, ROOT
+from tests.hostile import make_corpus
 from tests.test_retrieval import collection  # noqa: F401  (a fixture)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -41,6 +42,18 @@ def test_without_ray_the_cli_says_how_to_install_it(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: the Ray engine needs Ray Data: .venv/bin/pip install -r requirements-scale.txt"]
+
+
+def test_an_address_where_no_cluster_answers_is_one_error_line(tmp_path):
+    if not ray_available():
+        pytest.skip("ray[data] is not installed")
+    done = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(EXAMPLES), "--out", str(tmp_path / "idx"),
+                           "--model", "mini-clip", "--engine", "ray", "--address", "127.0.0.1:1"],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+    assert done.returncode == 5
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]] and "no Ray cluster answers at 127.0.0.1:1" in errors[0]
+    assert "Traceback" not in done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +106,19 @@ def test_ray_engine_builds_the_local_engines_index_incrementally(collection, tmp
     assert (report.indexed, report.renamed, report.removed, report.reused, report.unchanged) == (1, 1, 1, 1, 5)
     paths = set(_vectors(tmp_path / "ray"))
     assert "nested/puppy.png" in paths and "dog.png" not in paths and "bird.png" not in paths
-    report, run = _ray(collection, tmp_path / "ray", bundled_clip, cluster)  # nothing changed
-    assert report.indexed == report.renamed == report.removed == 0 and report.unchanged == 8
-    assert run.results == 1  # only broken.jpg is read again (it never made it into the index), as locally
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_ray_engine_over_the_hostile_corpus(tmp_path, bundled_clip, cluster):
+    """The actors read with the local engine's safe reader: every bad file skipped with its reason, none fatal."""
+    corpus = make_corpus(tmp_path / "c")
+    report, _ = _ray(corpus.root, tmp_path / "idx", bundled_clip, cluster)
+    assert dict(report.skipped).keys() == corpus.bad.keys()
+    for rel, reason in report.skipped:
+        assert corpus.bad[rel] in reason, rel
+    assert report.indexed + report.reused == report.total == len(corpus.good)
 
 
 def _random_images(root, n, seed=0):

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,9 +132,25 @@ class Embedder:
                 "has_emb": has, "emb": embs}
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody answers at (ray.init would retry it for minutes); `auto` is not checked."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterProblem(f"no Ray cluster answers at {address} ({e.strerror or e}); start one there with "
+                             "`ray start --head --port=6379`, or check --address") from None
+
+
 def start_ray(address: str | None, cpus: int | None):
     """Join the cluster at `address`, or start a local Ray with `cpus` CPUs (default: all of them)."""
     import ray
+
+    if address:
+        check_reachable(address)
 
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     kw = dict(logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
@@ -147,7 +164,9 @@ def start_ray(address: str | None, cpus: int | None):
                      object_store_memory=512 * 2**20, **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise ClusterProblem(f"cannot start or join {where} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        hint = ("; a cluster started by `ray start` wants its token: set RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN=<`ray get-auth-token` on the head>" if address and "RAY_AUTH_MODE" not in os.environ else "")
+        raise ClusterProblem(f"cannot start or join {where} ({str(e).splitlines()[0] if str(e) else type(e).__name__}){hint}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
