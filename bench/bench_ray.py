@@ -93,11 +93,13 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    load0 = round(os.getloadavg()[0], 2)
     clip = ClipModel.load("mini-clip", "cpu")
     q = clip.encode_texts(QUERIES).numpy()
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
+        row["load_avg_1min_after"] = round(os.getloadavg()[0], 2)  # the machine is shared: was it quiet?
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -116,7 +118,7 @@ def main() -> int:
                   **agreement(local, vectors(tmp / f"ray{w}"), q)})
         if args.scale:
             emit_scaling(args, tmp, clip, emit)
-    report(rows, args.out, model="mini-clip (bundled)", cpus=os.cpu_count(),
+    report(rows, args.out, model="mini-clip (bundled)", cpus=os.cpu_count(), load_avg_1min_before=load0,
            scaling_note=f"{args.nodes} simulated nodes × {args.node_cpus} CPUs on {os.cpu_count()} real cores")
     return 0
 
