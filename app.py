@@ -14,7 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline-first: no 
 
 import gradio as gr  # noqa: E402
 
-from demo_core.engine import BUNDLED_GALLERY, Engine  # noqa: E402
+from demo_core.engine import Engine  # noqa: E402
 from demo_core.errors import UserError  # noqa: E402
 from ui import clip_learns, diffusion, search, status, text_to_image, unclip, zero_shot  # noqa: E402
 from ui.common import EXAMPLES  # noqa: E402
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space still runs the cleanup below
     try:
         build_demo(engine).queue(default_concurrency_limit=2).launch(
-            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES), str(BUNDLED_GALLERY)])
+            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES)])
     finally:
         engine.close()  # the files it handed out
 

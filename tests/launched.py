@@ -16,14 +16,14 @@ def launched_app(engine=None, **launch):
     """Build the whole page over `engine` (default: mini-CLIP on the CPU), serve it, yield its URL; then
     close the server and the engine."""
     import app
-    from demo_core.engine import BUNDLED_GALLERY, Engine
+    from demo_core.engine import Engine
     from tests.conftest import EXAMPLES
 
     engine = engine or Engine("mini-clip", "cpu")
     demo = app.build_demo(engine)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
-                        quiet=True, allowed_paths=[str(EXAMPLES), str(BUNDLED_GALLERY)], **launch)
+                        quiet=True, allowed_paths=[str(EXAMPLES)], **launch)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -8,12 +8,12 @@ import gradio as gr
 import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
-from demo_core.engine import BUNDLED_GALLERY, Engine
-from ui.common import LATEX, file_path, handler, model_handler, seed_box, serve_as_is
+from demo_core.engine import Engine
+from ui.common import EXAMPLES, LATEX, file_path, handler, model_handler, seed_box, serve_as_is
 
 FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second
-EXAMPLE_PICTURES = [BUNDLED_GALLERY / "emoji" / "heldout" / name for name in
-                    ("alarm_clock.png", "black_heart.png", "grimacing_face.png", "crescent_moon.png")]
+EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
+EXAMPLE_PICTURES += [EXAMPLES / "cat.png"]  # and one on a soft background, as the other tabs show it
 
 UNCLIP_FORMULA = r"""
 **unCLIP** (DALL·E 2): CLIP is trained and frozen. A **prior** turns the caption's text embedding into an
@@ -180,8 +180,8 @@ def build(engine: Engine) -> None:
                 points = gr.Slider(2, MAX_POINTS, value=7, step=1, label="Points on the path")
                 run_int = gr.Button("Interpolate (slerp, one seed)", variant="primary", elem_id="u-run-int")
                 int_status = gr.Markdown(elem_id="u-int-status")
-        gr.Examples([[str(EXAMPLE_PICTURES[0]), str(EXAMPLE_PICTURES[2])]] if EXAMPLE_PICTURES[2].exists() else [],
-                    [pic_a, pic_b], label="Two held-out emoji")
+        pairs = [(a, b) for a, b in zip(EXAMPLE_PICTURES[::2], EXAMPLE_PICTURES[1::2]) if a.exists() and b.exists()]
+        gr.Examples([[str(a), str(b)] for a, b in pairs], [pic_a, pic_b], label="Two held-out emoji")
         with gr.Row():
             int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=200, label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")

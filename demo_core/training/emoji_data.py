@@ -300,9 +300,14 @@ EXAMPLE_EMOJI = {
     "palm_tree.png": "palm tree", "train.png": "train", "bird.png": "bird",
 }
 
+# Held-out emoji of the judge's shape groups, on white as the unCLIP decoder draws them (its examples).
+EXAMPLE_ON_WHITE = ("alarm clock", "grinning cat with smiling eyes", "orange heart", "taxi", "sunflower",
+                    "winking face", "waxing crescent moon")
+
 
 def write_examples(out_dir: Path, data_dir: Path) -> list[Path]:
-    """Render EXAMPLE_EMOJI at 224 px on soft backgrounds; refuses any emoji seen in training."""
+    """Render EXAMPLE_EMOJI at 224 px on soft backgrounds, and EXAMPLE_ON_WHITE at 128 px on white
+    into ``heldout-emoji/``; refuses any emoji seen in training."""
     from PIL import Image, ImageFont
 
     records = {r["name"]: r for r in json.loads((data_dir / "meta.json").read_text())}
@@ -319,6 +324,17 @@ def write_examples(out_dir: Path, data_dir: Path) -> list[Path]:
         im.paste(glyph, (32, 32), glyph)
         im.save(out_dir / fname)
         written.append(out_dir / fname)
+    (out_dir / "heldout-emoji").mkdir(exist_ok=True)
+    for name in EXAMPLE_ON_WHITE:
+        rec = records[name]
+        if rec["split"] != "heldout":
+            raise ValueError(f"example '{name}' is in the training split")
+        glyph = Image.fromarray(render_glyph(rec["char"], font, size=116))
+        im = Image.new("RGB", (128, 128), (255, 255, 255))
+        im.paste(glyph, (6, 6), glyph)
+        path = out_dir / "heldout-emoji" / (name.replace(" ", "_") + ".png")
+        im.save(path)
+        written.append(path)
     return written
 
 
