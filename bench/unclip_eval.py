@@ -111,10 +111,13 @@ def variations(args, clip, judge) -> dict:
     s = Schedule.make(decoder.cfg.schedule, decoder.cfg.T)
     seeds = list(range(args.variations))
     hits = cos = cos_other = div = 0.0
+    per_group: dict[str, list[float]] = {}
     source_hits = sum(a == b for a, b in zip(judge_groups(judge, src * 2 - 1), groups))
     for i, group in enumerate(groups):
         imgs = decode(decoder, s, e_src[i : i + 1], seeds, args.scale, args.steps)  # (V, 3, H, W)
-        hits += sum(x == group for x in judge_groups(judge, imgs))
+        same = sum(x == group for x in judge_groups(judge, imgs))
+        hits += same
+        per_group.setdefault(group, []).append(same / len(seeds))
         pix = torch.nn.functional.interpolate((imgs + 1) / 2, size=clip.image_size, mode="bilinear", antialias=True)
         e_var = clip.encode_pixels((pix - mean) / std)
         cos += float((e_var @ e_src[i]).mean())
@@ -123,6 +126,9 @@ def variations(args, clip, judge) -> dict:
     n = len(groups)
     return {"emoji": n, "variations_each": len(seeds),
             "same_group_as_source": round(hits / (n * len(seeds)), 3),
+            "same_group_balanced (mean over groups)": round(sum(sum(v) / len(v) for v in per_group.values())
+                                                           / len(per_group), 3),
+            "same_group_by_group": {k: [round(sum(v) / len(v), 3), len(v)] for k, v in sorted(per_group.items())},
             "judge_on_the_sources (ceiling)": round(source_hits / n, 3),
             "cos_to_source": round(cos / n, 4), "cos_to_another_emoji (floor)": round(cos_other / n, 4),
             "diversity": round(div / n, 4)}

@@ -224,6 +224,7 @@ def test_unclip_prompt_variations_and_interpolation(page, tmp_path):
     _wait_text(page, "#u-status", "done", 180_000)
     assert page.locator("#u-nearest img").count() == 6  # what the prior imagines, as real gallery pictures
     assert page.locator("#u-images img").count() == 4
+    _wait_text(page, "#u-gap", "image–image, others", 30_000)  # the plot's legend names each curve
     _screenshot(page, "unclip.png", tmp_path)
     page.get_by_role("tab", name="Image variations").click()
     page.locator("#u-picture input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))

@@ -104,6 +104,6 @@ def build(engine: Engine) -> None:
     with gr.Row():
         m_live = gr.Image(label="the shown pairs, as the tiny CLIP sees them", interactive=False,
                           elem_id="m-live", format="png")
-        m_curve = gr.LinePlot(x="step", y="loss", color="series", label="contrastive loss", height=360)
+        m_curve = gr.LinePlot(x="step", y="loss", color="series", label="contrastive loss")
     m_train.click(model_handler(clip_train, duration=180), [m_source, m_B, m_seed, m_files, m_caps, m_steps],
                   [m_live, m_curve, m_status], api_name="clip_train")

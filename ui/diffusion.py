@@ -130,8 +130,8 @@ def build(engine: Engine) -> None:
     f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
     f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
     with gr.Row():
-        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", height=300)
-        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", height=300)
+        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise")
+        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)")
     f_in, f_out = [f_image, f_t, f_sched, f_T], [f_xt, f_info, f_lin, f_cos, f_plot, f_snr]
     fwd = handler(forward)
     f_run.click(fwd, f_in, f_out, api_name="forward", preprocess=False)

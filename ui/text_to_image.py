@@ -79,7 +79,7 @@ def build(engine: Engine) -> None:
             gr.Markdown("### Text to image: where CLIP steers diffusion\n" + TEXT2IMG_FORMULA, latex_delimiters=LATEX)
         with gr.Column(scale=2):
             curve = noised_clip_curve()
-            gr.LinePlot(pd.DataFrame(curve) if curve else None, x="t", y="accuracy", color="tower", height=260,
+            gr.LinePlot(pd.DataFrame(curve) if curve else None, x="t", y="accuracy", color="tower",
                         y_lim=[0, 1], label="Why a noised CLIP: held-out zero-shot accuracy of x_t over 8 shape groups "
                         "(chance 0.125)", elem_id="t2i-noised-plot")
     with gr.Row():

@@ -125,7 +125,7 @@ def build(engine: Engine) -> None:
         with gr.Column(scale=3):
             gr.Markdown("### unCLIP: text → prior → image embedding → decoder\n" + UNCLIP_FORMULA, latex_delimiters=LATEX)
         with gr.Column(scale=2):
-            gap = gr.LinePlot(x="cosine", y="share", color="pairs", height=340, label="Why a prior: the modality gap. "
+            gap = gr.LinePlot(x="cosine", y="share", color="pairs", label="Why a prior: the modality gap. "
                               "Cosines on the gallery's (image, caption) pairs", elem_id="u-gap")
     with gr.Row():
         w = gr.Slider(0, 10, value=3, step=0.5, label="Decoder guidance w", scale=1)
@@ -142,7 +142,7 @@ def build(engine: Engine) -> None:
             why = gr.Button("Why a prior: decode the text embedding directly", elem_id="u-why")
         status = gr.Markdown(elem_id="u-status")
         with gr.Row():
-            emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=300,
+            emb = gr.LinePlot(x="dimension", y="value", color="embedding",
                               label="Stage 1 → 2: the text embedding and the prior's image embedding")
             cos = gr.Markdown()
         nearest = gr.Gallery(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
@@ -165,7 +165,7 @@ def build(engine: Engine) -> None:
                 var_status = gr.Markdown(elem_id="u-var-status")
         gr.Examples([[str(p)] for p in EXAMPLE_PICTURES if p.exists()], [picture], label="Held-out emoji (never trained on)")
         with gr.Row():
-            var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=200, label="The picture's embedding")
+            var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="The picture's embedding")
             var_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
         var_images = gr.Gallery(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8, height=180,
                                 elem_id="u-variations")
@@ -183,7 +183,7 @@ def build(engine: Engine) -> None:
         pairs = [(a, b) for a, b in zip(EXAMPLE_PICTURES[::2], EXAMPLE_PICTURES[1::2]) if a.exists() and b.exists()]
         gr.Examples([[str(a), str(b)] for a, b in pairs], [pic_a, pic_b], label="Two held-out emoji")
         with gr.Row():
-            int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", height=200, label="A's embedding")
+            int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
         strip = gr.Gallery(label="The path from A to B (u, and cos to A)", columns=MAX_POINTS, height=160,
                            elem_id="u-strip")
