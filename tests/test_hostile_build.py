@@ -110,7 +110,7 @@ def test_a_second_builder_on_the_same_folder_is_refused_with_the_pid(tmp_path, b
         holder.kill()
         holder.wait()
     report = build_index(EXAMPLES, out, bundled_clip)  # the lock went with the process that held it
-    assert report.total == len(list(EXAMPLES.glob("*.png")))
+    assert report.total == len(list(EXAMPLES.rglob("*.png")))
     with writer_lock(out), writer_lock(out):  # the holder may take it again (the CLI does)
         pass
 
