@@ -22,22 +22,20 @@ import platform
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterator
-
-from PIL import Image
 
 from .clip import matrix
 from .clip.model import ClipModel
 from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, DdpmModel, available_ddpms, load_ddpm
-from .diffusion.reverse_view import ReverseFrame, ReverseRun, run_reverse
+from .diffusion.reverse_view import ReverseFrame, ReverseRun, ReverseUpdate, run_reverse
 from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
-                               gap_histogram, modality_gap, run_interpolation, run_unclip, run_variations)
+                               run_interpolation, run_unclip, run_variations)
 from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
 from .inputs import check_number, check_seed
 from .registry import ASSETS, resolve_clip_spec
@@ -65,19 +63,6 @@ class Found:
     name: str
     score: float
     id: int
-
-
-@dataclass
-class ReverseUpdate:
-    """A reverse run as it stands: the latest frame of each sampler; at the end, the kept x_t
-    strip and the GIF of the first sampler's run."""
-
-    latest: dict[str, ReverseFrame | None]
-    elapsed_s: float
-    final: bool = False
-    stopped: bool = False
-    strip: list[tuple[Image.Image, str]] = field(default_factory=list)  # (x_t, "DDPM t=…")
-    gif: Path | None = None
 
 
 def versions() -> dict[str, str]:
@@ -126,7 +111,6 @@ class Engine:
         self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
         self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder)
         self._unclip_index: ImageIndex | None = None  # the bundled gallery in the unCLIP CLIP's space
-        self._gap: list[dict] | None = None
         self._files = KeptFiles()
         # Search thumbnails: made once per image, in the engine's private folder, handed out as they are
         self.thumbnail_folder = self._files.folder / "thumbnails"
@@ -376,12 +360,8 @@ class Engine:
             yield from run_interpolation(models, image_a, image_b, prompt_b, stop=stop, **settings)
 
     def modality_gap(self) -> list[dict]:
-        """Histogram rows of the unCLIP CLIP's cosines on the gallery's true pairs (``unclip.modality_gap``)."""
-        if self._gap is None:
-            pairs = matrix.gallery_pairs()
-            self._gap = gap_histogram(modality_gap(self._unclip.models().clip, [p.image for p in pairs],
-                                                   [p.caption for p in pairs]))
-        return self._gap
+        """The unCLIP CLIP's modality-gap histogram on the gallery's true pairs (``UnclipService.gap_rows``)."""
+        return self._unclip.gap_rows(matrix.gallery_pairs())
 
     def _unclip_nearest(self, vec, k: int) -> list[Found]:
         """The k gallery images nearest an embedding in the unCLIP CLIP's space; [] without the gallery."""

@@ -10,7 +10,8 @@ import pandas as pd
 
 from demo_core.diffusion import forward_view, toy2d
 from demo_core.diffusion.models import available_ddpms, hub_note
-from demo_core.engine import SAMPLERS, Engine, ReverseUpdate
+from demo_core.diffusion.reverse_view import ReverseUpdate
+from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
 from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,

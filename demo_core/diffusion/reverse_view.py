@@ -7,6 +7,7 @@ Closing the generator (the Stop button) keeps everything received so far.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
@@ -84,3 +85,16 @@ def run_reverse(model: DdpmModel, sampler: SamplerName, *, seed: int = 0, n: int
             yield ReverseFrame(st, x_img, grid(st.eps_hat / 3), grid(st.x0_hat))  # ε̂ ~ N(0,1): /3 to show it
     finally:
         steps.close()
+
+
+@dataclass
+class ReverseUpdate:
+    """A reverse run as it stands: the latest frame of each sampler; at the end, the kept x_t
+    strip and the GIF of the first sampler's run."""
+
+    latest: dict[str, ReverseFrame | None]
+    elapsed_s: float
+    final: bool = False
+    stopped: bool = False
+    strip: list[tuple[Image.Image, str]] = field(default_factory=list)  # (x_t, "DDPM t=…")
+    gif: Path | None = None

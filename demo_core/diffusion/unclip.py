@@ -268,6 +268,7 @@ class UnclipService:
         self.device, self.prior_path, self.decoder_path = device, Path(prior_path), Path(decoder_path)
         self._active_clip = active_clip
         self._models: UnclipModels | None = None
+        self._gap: list[dict] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -285,3 +286,10 @@ class UnclipService:
                                            clip=self._active_clip())
                 logger.info("unCLIP prior %s and decoder %s loaded", self.prior_path.name, self.decoder_path.name)
             return self._models
+
+    def gap_rows(self, pairs) -> list[dict]:
+        """``gap_histogram`` of ``modality_gap`` on (image, caption) pairs, computed once."""
+        if self._gap is None:
+            self._gap = gap_histogram(modality_gap(self.models().clip, [p.image for p in pairs],
+                                                   [p.caption for p in pairs]))
+        return self._gap
