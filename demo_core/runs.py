@@ -1,4 +1,5 @@
-"""What the engine keeps for runs in flight: a stop signal per request, and the files it hands out."""
+"""What the engine keeps for runs in flight: a stop signal per request, the files it hands out, and
+the models a run needs, loaded once on first use."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,31 @@ import weakref
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Generic, Iterator, TypeVar
 
 KEPT_GIFS = 8
+T = TypeVar("T")
+
+
+class LoadOnce(Generic[T]):
+    """``load()``'s result, made once by whichever thread asks first; the others wait for it. A failed
+    load raises to the caller that asked and is tried again by the next one."""
+
+    def __init__(self, load: Callable[[], T]):
+        self._load = load
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> T | None:
+        """The value if it has been made, without waiting."""
+        return self._value
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self._load()
+            return self._value
 
 
 class StopSignals:

@@ -61,3 +61,32 @@ def test_a_model_that_fails_to_load_is_logged_and_the_others_still_load(monkeypa
     assert any("⚠️ loading the DDPM emoji-ddpm failed: the weights" in line for line in engine.load_log)
     assert any(line.startswith("gallery pairs read") for line in engine.load_log)  # the next step still ran
     assert engine.clip.name == "mini-clip (bundled)"
+
+
+def test_a_model_set_loads_once_however_many_requests_ask_at_once_and_a_failure_is_retried():
+    import time
+
+    from demo_core.runs import LoadOnce
+
+    calls = []
+
+    def load():
+        calls.append(1)
+        time.sleep(0.05)  # slow enough that the other threads arrive while it loads
+        if len(calls) == 1:
+            raise OSError("disk hiccup")
+        return object()
+
+    once = LoadOnce(load)
+    try:
+        once.get()
+    except OSError:
+        pass
+    assert once.loaded is None  # the failure is not kept: the next request tries again
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(once.get())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 2 and len({id(g) for g in got}) == 1 and once.loaded is got[0]

@@ -44,6 +44,12 @@ class TextCondUNet(nn.Module):
         temb = unet.config.block_out_channels[0] * 4  # UNet2DModel's time-embedding width
         self.cond_proj = nn.Sequential(nn.Linear(cfg.embed_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
 
+    @property
+    def image_size(self) -> int:
+        """The side of the square images it draws."""
+        size = self.unet.config.sample_size
+        return int(size if isinstance(size, int) else size[0])
+
     def null(self, batch: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """The null condition ∅ for a batch: (B, D) zeros, as in training."""
         return torch.zeros(batch, self.cfg.embed_dim, device=device, dtype=dtype)

@@ -26,6 +26,7 @@ from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
+from ..runs import LoadOnce
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
 from .reverse_view import grid
@@ -53,8 +54,7 @@ class Text2ImgModels:
 
     @property
     def image_size(self) -> int:
-        size = self.model.unet.config.sample_size
-        return int(size if isinstance(size, int) else size[0])
+        return self.model.image_size
 
 
 def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP, *,
@@ -216,8 +216,7 @@ class Text2ImgService:
                  path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP):
         self.device, self.path, self.noised_path = device, Path(path), Path(noised_path)
         self._active_clip = active_clip
-        self._models: Text2ImgModels | None = None
-        self._lock = threading.Lock()
+        self._once = LoadOnce(self._load)
 
     @property
     def available(self) -> bool:
@@ -225,13 +224,13 @@ class Text2ImgService:
 
     @property
     def loaded(self) -> Text2ImgModels | None:
-        return self._models
+        return self._once.loaded
 
     def models(self) -> Text2ImgModels:
-        with self._lock:
-            if self._models is None:
-                self._models = load_text2img(self.path, self.noised_path, device=self.device,
-                                             clip=self._active_clip())
-                logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
-                            "on" if self._models.noised is not None else "off: no noised CLIP")
-            return self._models
+        return self._once.get()
+
+    def _load(self) -> Text2ImgModels:
+        models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip())
+        logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
+                    "on" if models.noised is not None else "off: no noised CLIP")
+        return models

@@ -31,6 +31,7 @@ from ..errors import InputError, ModelUnavailable
 from ..images import load_image
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
+from ..runs import LoadOnce
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
 from .prior import DiffusionPrior, load_prior, slerp
@@ -58,8 +59,7 @@ class UnclipModels:
 
     @property
     def image_size(self) -> int:
-        size = self.decoder.unet.config.sample_size
-        return int(size if isinstance(size, int) else size[0])
+        return self.decoder.image_size
 
 
 def load_unclip(prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER, *,
@@ -267,9 +267,8 @@ class UnclipService:
                  prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER):
         self.device, self.prior_path, self.decoder_path = device, Path(prior_path), Path(decoder_path)
         self._active_clip = active_clip
-        self._models: UnclipModels | None = None
+        self._once = LoadOnce(self._load)
         self._gap: list[dict] | None = None
-        self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
@@ -277,15 +276,15 @@ class UnclipService:
 
     @property
     def loaded(self) -> UnclipModels | None:
-        return self._models
+        return self._once.loaded
 
     def models(self) -> UnclipModels:
-        with self._lock:
-            if self._models is None:
-                self._models = load_unclip(self.prior_path, self.decoder_path, device=self.device,
-                                           clip=self._active_clip())
-                logger.info("unCLIP prior %s and decoder %s loaded", self.prior_path.name, self.decoder_path.name)
-            return self._models
+        return self._once.get()
+
+    def _load(self) -> UnclipModels:
+        models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._active_clip())
+        logger.info("unCLIP prior %s and decoder %s loaded", self.prior_path.name, self.decoder_path.name)
+        return models
 
     def gap_rows(self, pairs) -> list[dict]:
         """``gap_histogram`` of ``modality_gap`` on (image, caption) pairs, computed once."""
