@@ -79,11 +79,11 @@ def test_params_follow_the_rule_and_are_recorded(built):
     folder, _, info = built
     p = info["compressed_params"]
     assert json.loads((folder / "params.json").read_text()) == p
-    assert (p["nlist"], p["m"], p["nbits"], p["opq"], p["ondisk"], p["fast_scan"]) == (128, 8, 4, False, False, True)
+    assert (p["nlist"], p["m"], p["nbits"], p["opq"], p["ondisk"], p["fast_scan"]) == (128, 16, 4, False, False, True)
     assert p["nprobe"] in compressed.NPROBES and p["rerank"] in compressed.RERANK_DEPTHS
-    assert p["bytes_per_vector"] == 12 and set(p["seconds"]) == {"train", "add", "merge", "tune"}
-    big = choose_params(10_000_000, 512)  # 40 bytes a vector: 400 MB of codes, in RAM
-    assert (big.nlist, big.m, big.nbits, big.ondisk) == (4096, 64, 4, False)
+    assert p["bytes_per_vector"] == 16 and set(p["seconds"]) == {"train", "add", "merge", "tune"}
+    big = choose_params(10_000_000, 512)  # 72 bytes a vector: 720 MB of codes, in RAM
+    assert (big.nlist, big.m, big.nbits, big.ondisk) == (4096, 128, 4, False)
     assert choose_params(10_000_000, 512, budget=300 * 2**20).m == 32  # D/8 codes would not fit
     assert choose_params(10_000_000, 512, budget=100 * 2**20).ondisk  # nothing fits: lists on disk
 
@@ -152,9 +152,9 @@ def test_the_threshold_switches_the_index_kind_and_back(tmp_path):
     info = idx.build_faiss(compressed_threshold=2999)
     m = idx.manifest()
     assert m["index_type"].startswith("IVF-PQ compressed") and m["compressed"] == "compressed-1"
-    assert m["compressed_params"]["factory"] == "IVF64,PQ8x4" and m["nprobe"] == m["compressed_params"]["nprobe"]
+    assert m["compressed_params"]["factory"] == "IVF64,PQ16x4" and m["nprobe"] == m["compressed_params"]["nprobe"]
     assert not (tmp_path / "idx" / "index.faiss").exists() and (tmp_path / "idx" / "compressed-1").is_dir()
-    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["compressed_params"]["m"] == 8
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["compressed_params"]["m"] == 16
     assert idx.search(x[7], 1)[0].path == "img/7.png"
     idx.build_faiss(compressed_threshold=10_000)  # shrunk below it: back to today's kind, old folder gone
     assert idx.manifest()["compressed"] is None and not list((tmp_path / "idx").glob("compressed-*"))

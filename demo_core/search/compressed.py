@@ -46,7 +46,7 @@ COMPRESSED_MIN_WORK = int(os.environ.get("DEMO_COMPRESSED_MIN_WORK", 2**27))
 MEMORY_BUDGET = int(os.environ.get("DEMO_INDEX_MEMORY", 2 * 2**30))  # bytes the served index may hold
 TARGET_RECALL = 0.95
 NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
-RERANK_DEPTHS = (50, 100, 200, 400)
+RERANK_DEPTHS = (50, 100, 200, 400, 800, 1600, 3200, 6400)
 TUNE_QUERIES = 300
 MIN_ROWS = 256  # fewer cannot train 8-bit PQ codebooks (256 centroids); exact search is instant there anyway
 
@@ -89,24 +89,31 @@ def choose_params(n: int, d: int, budget: int = MEMORY_BUDGET) -> Params:
       At 100k×512, 256 lists with nprobe 16–32 gave recall@10 0.98–0.99 after re-ranking in under
       0.5 ms; the build's assignment cost grows as N·nlist·D, so √N keeps a 10M build within hours
       on 2 cores while lists stay short enough (~2.4k vectors at 10M) to scan fast.
-    - PQ: 4-bit codes (nbits 4), m = D/8 (32 bytes at 512-d; 40 a vector with its id), served in
-      FAISS's fast-scan layout. At 100k×512 with the same nprobe and k', m = D/16 lost 0.01–0.02
-      recall@10 and m = D/4 gained nothing for 1.8× the bytes; 8-bit codes with m = D/8 reached the
-      same recall at 72 bytes and took 17 s to train against 2 s.
-    - Memory budget (``MEMORY_BUDGET``, like autofaiss's): if N·(code + id) plus the centroids is over
-      80% of the budget, m halves to D/16; if still over, m = D/8 again and the lists are merged on
-      disk and served through the page cache (fast-scan lists cannot live on disk: classic scan).
+    - PQ: 4-bit codes (nbits 4) served in FAISS's fast-scan layout, m = D/4 (64 bytes at 512-d, 72 a
+      vector with its id) when that fits half the memory budget. What limits recall is how many
+      vectors crowd a query's neighbourhood: at 100k×512 (50 a cluster) m = D/8 reached recall@10
+      0.99 with k' = 100, m = D/16 lost 0.01–0.02 and m = D/4 gained nothing; at 1M×512 with 5,000 a
+      cluster (10M's density) m = D/8 needed k' = 3,200 for 0.978 (6.2 ms) and m = D/4 k' = 1,600 for
+      0.977 (2.9 ms), and nprobe 8 to 128 changed nothing: the misses were in the codes' ranking,
+      not in unprobed lists. 8-bit codes with m = D/8 reached D/8's recall at 72 bytes and took 17 s
+      to train against 2 s.
+    - Memory budget (``MEMORY_BUDGET``, like autofaiss's): if D/4 codes (plus the centroids) are over
+      half the budget, m = D/8; if those are over 80% of it, m = D/16; if still over, m = D/8 again
+      and the lists are merged on disk and served through the page cache (fast-scan lists cannot
+      live on disk: classic scan).
     - OPQ: off. Training the rotation took over 100 s at 10k×64 on one core, and the re-rank depth
       and nprobe are then raised by measurement until recall@10 ≥ ``TARGET_RECALL`` anyway.
     - nprobe, k': measured at build time (``tune``): of the (nprobe, smallest k' in ``RERANK_DEPTHS``)
       pairs whose recall@10 on held-aside queries against exact search reaches ``TARGET_RECALL``
-      (+0.01), the fastest measured. Past 100, k' never raised recall at 100k: the misses were in
-      unprobed lists, so nprobe and k' trade against each other and only a measurement can choose.
+      (+0.01), the fastest measured. Misses can be in unprobed lists (more nprobe) or in the codes'
+      ranking (more k'); they trade against each other and only a measurement can choose.
     """
     nlist = int(2 ** round(np.log2(max(np.sqrt(n), 1))))
     nlist = int(min(65536, max(16, nlist), max(1, 2 ** int(np.log2(max(n // 39, 1))))))
-    m, ondisk, why = max(1, d // 8), False, f"m = D/8 fast-scan; nlist ≈ √N = {nlist}"
     centroids = nlist * d * 4
+    m, ondisk, why = max(1, d // 4), False, f"m = D/4 fast-scan: the codes fit half the budget; nlist ≈ √N = {nlist}"
+    if n * (m // 2 + 8) + centroids > 0.5 * budget:
+        m, why = max(1, d // 8), f"m = D/8: D/4 codes would exceed half the {budget / 2**30:.2f} GiB budget"
     if n * (m // 2 + 8) + centroids > 0.8 * budget:
         m, why = max(1, d // 16), f"m = D/16: D/8 codes would exceed 80% of the {budget / 2**30:.2f} GiB budget"
     if n * (m // 2 + 8) + centroids > 0.8 * budget:
@@ -192,8 +199,9 @@ def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
 
     For each nprobe, the smallest k' whose recall@10 against exact search reaches TARGET_RECALL + 0.01
     (the margin covers the sampling error of TUNE_QUERIES queries); of those pairs, the fastest
-    measured. Larger nprobes stop being tried once one reaches it with the smallest k'. If none does,
-    the pair with the best recall."""
+    measured. Larger nprobes stop being tried once one needs no more k' than the nprobe before it
+    (more lists did not let the re-rank shrink), or, when none reaches it, once more lists no longer
+    raise the best recall. If none reaches it, the pair with the best recall."""
     from .ann import near_queries
 
     rng = np.random.default_rng(seed + 1)
@@ -201,6 +209,7 @@ def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
     exact = store.exact_top(queries, min(10, len(store)))
     k = exact.shape[1]
     tried = []  # (reached, -ms or recall, nprobe, rerank, recall)
+    before = None  # (reached, k' or best recall) at the previous nprobe
     for nprobe in [n for n in NPROBES if n <= p.nlist] or [p.nlist]:
         _set_nprobe(index, nprobe)
         for rerank in RERANK_DEPTHS:
@@ -212,8 +221,12 @@ def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
             tried.append((reached, -ms if reached else recall, nprobe, rerank, recall))
             if reached:
                 break
-        if tried[-1][0] and tried[-1][3] == RERANK_DEPTHS[0]:
+        now = (True, rerank) if reached else (False, max(t[4] for t in tried if t[2] == nprobe))
+        if reached and (rerank == RERANK_DEPTHS[0] or (before and before[0] and before[1] <= rerank)):
             break
+        if not reached and before and not before[0] and now[1] <= before[1] + 0.005:
+            break
+        before = now
     _, _, p.nprobe, p.rerank, recall = max(tried)
     _set_nprobe(index, p.nprobe)
     return recall
