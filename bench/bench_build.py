@@ -72,7 +72,7 @@ def main() -> int:
             clip = load_model(name)
             clip.encode_pixels(torch.stack([clip.preprocess(load_image(files[0]))] * 2))  # warm-up
             t = time.perf_counter()
-            build_index(Path(tmp) / "imgs", Path(tmp) / f"idx-{len(rows)}", clip, batch_size=64, workers=args.workers)
+            build_index(Path(tmp) / "imgs", Path(tmp) / f"idx-{len(rows)}", clip, batch_size=64, workers=args.workers, tower="fp32")
             builder = args.images / (time.perf_counter() - t)
             t = time.perf_counter()
             for f in files:

@@ -108,12 +108,13 @@ def main() -> int:
         t = time.perf_counter()
         make_folder(tmp / "imgs", args.images)
         print(f"made {args.images} images in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        rep = build_index(tmp / "imgs", tmp / "local", clip, batch_size=64, workers=4)
+        rep = build_index(tmp / "imgs", tmp / "local", clip, batch_size=64, workers=4, tower="fp32")
         emit({"engine": "local", "images": args.images, "wall_s": round(rep.seconds, 2),
               "img_s": round(args.images / rep.seconds, 1), "indexed": rep.indexed, "reused": rep.reused})
         local = vectors(tmp / "local")
         for w in args.workers:
-            rep, run = build_index_ray(tmp / "imgs", tmp / f"ray{w}", clip, workers=w, cpus=args.cpus, batch_size=64)
+            rep, run = build_index_ray(tmp / "imgs", tmp / f"ray{w}", clip, workers=w, cpus=args.cpus, batch_size=64,
+                                       tower="fp32")
             emit({**ray_row("ray (local Ray)", args.images, rep, run, 64),
                   **agreement(local, vectors(tmp / f"ray{w}"), q)})
         if args.scale:
@@ -140,7 +141,8 @@ def emit_scaling(args, tmp: Path, clip, emit) -> None:
             cluster.add_node(num_cpus=args.node_cpus, object_store_memory=256 * 2**20)
         cluster.wait_for_nodes()
         for k in args.scale:
-            rep, run = build_index_ray(sub, tmp / f"scale{k}", clip, address=cluster.address, workers=k, batch_size=32)
+            rep, run = build_index_ray(sub, tmp / f"scale{k}", clip, address=cluster.address, workers=k, batch_size=32,
+                                       tower="fp32")
             emit({**ray_row(f"ray (simulated {args.nodes}-node cluster)", len(files), rep, run, 32),
                   "nodes": args.nodes})
     finally:

@@ -102,8 +102,9 @@ def test_ray_engine_builds_the_local_engines_index_incrementally(collection, tmp
     (collection / "bird.png").unlink()  # remove
     shutil.copy(EXAMPLES / "train.png", collection / "nested" / "train again.png")  # copy of indexed content
     Image.new("RGB", (64, 64), (20, 120, 220)).save(collection / "blue.png")  # new
-    report, run = _ray(collection, tmp_path / "ray", bundled_clip, cluster)
+    report, run = _ray(collection, tmp_path / "ray", bundled_clip, cluster, tower="onnx")  # the actors' tower
     assert (report.indexed, report.renamed, report.removed, report.reused, report.unchanged) == (1, 1, 1, 1, 5)
+    assert report.tower == "onnx" and report.tower_note.startswith("tower onnx: least cosine to fp32 1.0000")
     paths = set(_vectors(tmp_path / "ray"))
     assert "nested/puppy.png" in paths and "dog.png" not in paths and "bird.png" not in paths
 

@@ -34,6 +34,7 @@ from .lock import writer_lock  # noqa: F401  (the CLI and tests take it from her
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 256 * 2**20  # no photo is larger; a bigger "image" is not read into memory
+TOWER_SAMPLE = 64  # images a faster tower is checked on against fp32 before it embeds a build
 
 @dataclass
 class ScannedFile:
@@ -54,11 +55,15 @@ class BuildReport:
     seconds: float = 0.0
     index_type: str = ""
     total: int = 0
+    tower: str = "fp32"  # the image tower that embedded this build's images (demo_core.clip.tower)
+    tower_note: str = ""  # the tower's agreement with fp32 on this folder, when one was asked for
 
     def summary_lines(self) -> list[str]:
         lines = [f"indexed {self.indexed}, reused {self.reused}, renamed {self.renamed}, unchanged {self.unchanged}, "
                  f"removed {self.removed}, skipped {len(self.skipped)} in {self.seconds:.1f} s"]
         lines.append(f"index now holds {self.total} images ({self.index_type})")
+        if self.tower_note:
+            lines.append(self.tower_note)
         return lines
 
 
@@ -154,19 +159,23 @@ def checked_root(root: str | Path) -> Path:
 
 
 def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64, workers: int = 4,
-                include_hidden: bool = False, progress: Callable[[int, int], None] | None = None) -> BuildReport:
-    """Bring the index in `out` up to date with the images under `root`, embedding with `clip`.
+                include_hidden: bool = False, progress: Callable[[int, int], None] | None = None,
+                tower: str = "auto") -> BuildReport:
+    """Bring the index in `out` up to date with the images under `root`, embedding with `clip`
+    (its image tower as `tower`, if that agrees with fp32 on this folder: ``pick_tower``).
 
     Bad files are skipped and listed in the report, never fatal. Holds ``writer_lock(out)`` throughout.
 
     Raises:
         IndexProblem: `root` is not a folder, or `out` indexes another folder or another model.
         IndexBusy: another build is writing `out`.
+        InputError: `tower` cannot run here (see ``ImageTower``).
     """
     t0 = time.time()
     root = checked_root(root)
     with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
-        _embed_locally(plan, clip, batch_size=batch_size, workers=workers, progress=progress)
+        encoder = pick_tower(plan, clip, tower)
+        _embed_locally(plan, encoder, batch_size=batch_size, workers=workers, progress=progress)
     plan.report.seconds = time.time() - t0
     logger.info("index %s: %s", out, "; ".join(plan.report.summary_lines()))
     return plan.report
@@ -213,6 +222,27 @@ class Plan:
 
     def skip(self, rel: str, reason: str) -> None:
         self.report.skipped.append((rel, reason))
+
+
+def pick_tower(plan: Plan, clip, kind: str, sample: int = TOWER_SAMPLE):
+    """What to embed with: `clip` for fp32 or when nothing is to be embedded; else what
+    ``tower.choose_tower`` picks after measuring on up to `sample` images spread over the to-do list
+    (`kind`, or for "auto" the fastest tower that agrees with fp32, only past AUTO_MIN_IMAGES images to
+    embed). Sets plan.report.tower and .tower_note (what was measured, and any fallback)."""
+    from ..clip.tower import AUTO_MIN_IMAGES, choose_tower
+
+    if kind == "fp32" or not plan.todo or (kind == "auto" and len(plan.todo) < AUTO_MIN_IMAGES):
+        return clip
+    ims = []
+    for f in plan.todo[::max(1, len(plan.todo) // sample)][:sample]:
+        _, sha, payload = _read(f)
+        try:
+            if sha is not None:
+                ims.append(load_image(payload, draft_size=clip.image_size))
+        except ImageError:
+            continue
+    encoder, plan.report.tower, plan.report.tower_note = choose_tower(clip, kind, ims)
+    return encoder
 
 
 @contextlib.contextmanager
@@ -262,7 +292,7 @@ def _finish(plan: Plan) -> None:
     report.total = index.count()
     index.set_manifest(last_build={"indexed": report.indexed, "reused": report.reused, "renamed": report.renamed,
                                    "unchanged": report.unchanged, "removed": report.removed,
-                                   "skipped": len(report.skipped)})
+                                   "skipped": len(report.skipped), "tower": report.tower})
     index.write_manifest_json()
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import ClusterProblem, ImageError
 from ..images import header_size, load_image
-from .builder import BuildReport, Plan, ScannedFile, _read, checked_root, planned_build, writer_lock
+from .builder import BuildReport, Plan, ScannedFile, _read, checked_root, pick_tower, planned_build, writer_lock
 
 logger = logging.getLogger(__name__)
 INSTALL_HINT = "the Ray engine needs Ray Data: .venv/bin/pip install -r requirements-scale.txt"
@@ -74,13 +74,16 @@ class RayRun:
 class Embedder:
     """A Ray Data actor: the CLIP model, loaded once; each call reads, checks and embeds one batch."""
 
-    def __init__(self, spec: str, device: str | None, threads: int, vanished: frozenset, fault: str | None):
+    def __init__(self, spec: str, device: str | None, threads: int, vanished: frozenset, fault: str | None,
+                 tower: str = "fp32"):
         import torch
 
         from ..clip.model import ClipModel
+        from ..clip.tower import ImageTower
 
         torch.set_num_threads(threads)
         self.clip = ClipModel.load(spec, device)
+        self.encoder = ImageTower(self.clip, tower)  # the kind the driver checked (pick_tower)
         self.vanished = vanished
         self.pool = ThreadPoolExecutor(max(2, threads))
         self.calls = 0
@@ -121,7 +124,7 @@ class Embedder:
         todo = [i for i, c in enumerate(checked) if c[2] is not None]
         if todo:
             pixels = list(self.pool.map(self.clip.preprocess, [checked[i][2] for i in todo]))
-            embs[todo] = self.clip.encode_pixels(torch.stack(pixels)).numpy()
+            embs[todo] = self.encoder.encode_pixels(torch.stack(pixels)).numpy()
         has = np.zeros(len(rows), bool)
         has[todo] = True
         return {"rel": np.array([r[0] for r in rows], dtype=object),
@@ -186,7 +189,7 @@ def sizing(cluster_cpus: float, workers: int | None, local: bool) -> tuple[int, 
 def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | None = None,
                     workers: int | None = None, cpus: int | None = None, batch_size: int = 64,
                     device: str | None = None, include_hidden: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[BuildReport, RayRun]:
+                    progress: Callable[[int, int], None] | None = None, tower: str = "auto") -> tuple[BuildReport, RayRun]:
     """build_index with the embedding on Ray Data (`clip` gives the spec and dimension; actors load their own).
 
     Raises:
@@ -198,6 +201,7 @@ def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | N
     run = RayRun()
     with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
         if plan.todo:
+            pick_tower(plan, clip, tower)  # checked here, once; the actors build plan.report.tower
             t1 = time.time()
             ray = start_ray(address, cpus)
             run.start_s = time.time() - t1
@@ -235,7 +239,7 @@ def _embed_on_ray(ray, plan: Plan, clip, run: RayRun, *, address, workers, batch
                             num_cpus=run.cpus_per_worker, num_gpus=gpu_each or None,
                             fn_constructor_kwargs=dict(spec=clip.spec.spec, device=device, threads=run.threads_per_worker,
                                                        vanished=vanished if run.rounds == 1 else frozenset(),
-                                                       fault=fault))
+                                                       fault=fault, tower=plan.report.tower))
         seen: set[str] = set()
         again: list[ScannedFile] = []
         t_job = time.time()
