@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                          "default: start a local Ray")
     ap.add_argument("--cpus", type=int, default=None, help="ray: CPUs of the local Ray it starts (default: all)")
     ap.add_argument("--tower", choices=("auto",) + TOWERS, default="auto",
-                    help="image tower on the CPU: auto (default: past 1,000 images to embed, the fastest of onnx, "
+                    help="image tower on the CPU: auto (default: past 5,000 images to embed, the fastest of onnx, "
                          "onnx-int8 and int8 that agrees with fp32 on 64 of them, else fp32), fp32, bf16, int8 "
                          "(torch dynamic quantization), onnx, onnx-int8 (ONNX Runtime: requirements-scale.txt); "
                          "a named one is checked against fp32 on the folder first")

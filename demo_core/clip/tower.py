@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 TOWERS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
 MIN_COS = 0.99  # the least cosine to fp32 that any one image may have
 MIN_OVERLAP = 0.9  # the least mean top-10 neighbour overlap with fp32
-AUTO = ("onnx", "onnx-int8", "int8")  # what "auto" tries (bf16 was slower than fp32 here: bench/RESULTS.md)
+AUTO = ("onnx", "onnx-int8", "int8")  # what "auto" tries; bf16 left out: 0.64× fp32 on ViT-B-32 here (bench/RESULTS.md)
 AUTO_MIN_GAIN = 1.15  # "auto" leaves fp32 only for a tower this much faster on the sample (timing noise)
-AUTO_MIN_IMAGES = 1000  # fewer to embed: exporting and timing the towers would cost more than they save
+AUTO_MIN_IMAGES = 5000  # fewer to embed: exporting and timing the towers (~30 s for ViT-B-32) costs more
+# than they save (break-even ~1,500 ViT-B-32 images here; mini-clip's builds are decoding-bound: bench/RESULTS.md)
 ONNX_HINT = "the onnx towers need ONNX Runtime: pip install -r requirements-scale.txt"
 
 
@@ -136,6 +137,8 @@ def _onnx_session(clip, folder: Path, quantize: bool):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.inter_op_num_threads = 1
+    # No busy-waiting between runs: the builder's decoding threads need those cores in the meantime.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     logger.info("ONNX image tower %s (%.1f MB)", path.name, path.stat().st_size / 2**20)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
