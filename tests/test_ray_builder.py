@@ -16,6 +16,7 @@ from PIL import Image
 
 from demo_core.search.builder import build_index
 from demo_core.search.index import ImageIndex
+from demo_core.search import ray_builder
 from demo_core.search.ray_builder import ray_available, sizing
 from tests.conftest import EXAMPLES, ROOT
 from tests.hostile import make_corpus
@@ -135,9 +136,10 @@ def test_a_killed_actor_is_retried_with_no_duplicate_or_missing_row(tmp_path, bu
     _random_images(tmp_path / "many", 24)
     marker = tmp_path / "killed"
     monkeypatch.setenv("DEMO_RAY_FAULT", f"kill-actor:3:{marker}")  # SIGKILL in the actor's 3rd batch, once
+    monkeypatch.setattr(ray_builder, "WINDOW", 10)  # three Ray jobs of at most 10 files, as a huge folder has many
     report, run = _ray(tmp_path / "many", tmp_path / "ray", bundled_clip, cluster)
     assert marker.exists(), "the fault was not triggered"
-    assert report.indexed == report.total == 24 and not report.skipped
+    assert report.indexed == report.total == 24 and not report.skipped and run.rounds >= 3
     db = sqlite3.connect(tmp_path / "ray" / "meta.sqlite")
     paths = [p for (p,) in db.execute("SELECT path FROM files")]
     assert len(paths) == len(set(paths)) == 24 and db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 24

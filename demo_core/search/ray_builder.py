@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "the Ray engine needs Ray Data: .venv/bin/pip install -r requirements-scale.txt"
 ACTOR_SHARE = 0.8  # of the cluster's CPUs, for all actors together
 ROUNDS = 3  # a file still missing after this many Ray jobs is an error
+WINDOW = 50_000  # files per Ray job: bounds the driver's rows and Ray's object store on huge collections
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -68,7 +69,7 @@ class RayRun:
     embed_s: float = 0.0  # the whole Ray job, all rounds
     results: int = 0
     duplicates: int = 0  # results for a path already recorded (a retried batch): ignored
-    rounds: int = 0
+    rounds: int = 0  # Ray jobs run: one per WINDOW files, plus any retry rounds
 
 
 class Embedder:
@@ -216,30 +217,41 @@ def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | N
 
 
 def _embed_on_ray(ray, plan: Plan, clip, run: RayRun, *, address, workers, batch_size, device, progress) -> None:
+    """Embed plan.todo on Ray, WINDOW files per Ray job (each job its own actor pool), committing as results come."""
     resources = ray.cluster_resources()
     run.cluster_cpus = float(resources.get("CPU", 1))
     run.workers, run.cpus_per_worker, run.threads_per_worker = sizing(run.cluster_cpus, workers, address is None)
     gpus = float(resources.get("GPU", 0))
-    gpu_each = min(1.0, gpus / run.workers) if gpus else 0
-    fault = os.environ.get("DEMO_RAY_FAULT")
-    by_rel = {f.rel: f for f in plan.todo}
-    pending, vanished, done = list(plan.todo), frozenset(plan.missing_by_sha), 0
+    job = dict(spec=clip.spec.spec, device=device, threads=run.threads_per_worker,
+               fault=os.environ.get("DEMO_RAY_FAULT"), tower=plan.report.tower)
     if progress:
-        progress(0, len(pending))
-    t0 = time.time()
-    for _ in range(ROUNDS):
+        progress(0, len(plan.todo))
+    t0, done = time.time(), 0
+    for start in range(0, len(plan.todo), WINDOW):
+        done = _embed_window(ray, plan, plan.todo[start:start + WINDOW], run, job, batch_size=batch_size,
+                             gpu_each=min(1.0, gpus / run.workers) if gpus else 0, progress=progress, done=done)
+    run.embed_s = time.time() - t0
+
+
+def _embed_window(ray, plan: Plan, files: list[ScannedFile], run: RayRun, job: dict, *, batch_size: int,
+                  gpu_each: float, progress, done: int) -> int:
+    """Embed `files` in up to ROUNDS Ray jobs (a file whose batch never came back, or whose indexed copy vanished
+    meanwhile, goes again); returns the running count of files recorded."""
+    by_rel = {f.rel: f for f in files}
+    pending = list(files)
+    for attempt in range(ROUNDS):
         if not pending:
             break
         run.rounds += 1
+        first = attempt == 0  # later rounds embed everything they are given: no indexed copy to trust
         rows = [{"rel": f.rel, "path": str(f.path), "size": f.size, "mtime": f.mtime,
-                 "old_sha": (plan.known.get(f.rel) or (0, 0, 0, ""))[3] if run.rounds == 1 else ""} for f in pending]
+                 "old_sha": (plan.known.get(f.rel) or (0, 0, 0, ""))[3] if first else ""} for f in pending]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / batch_size)))
         ds = ds.map_batches(Embedder, batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=min(run.workers, math.ceil(len(rows) / batch_size))),
                             num_cpus=run.cpus_per_worker, num_gpus=gpu_each or None,
-                            fn_constructor_kwargs=dict(spec=clip.spec.spec, device=device, threads=run.threads_per_worker,
-                                                       vanished=vanished if run.rounds == 1 else frozenset(),
-                                                       fault=fault, tower=plan.report.tower))
+                            fn_constructor_kwargs=dict(**job, vanished=frozenset(plan.missing_by_sha) if first else frozenset()))
+        del rows
         seen: set[str] = set()
         again: list[ScannedFile] = []
         t_job = time.time()
@@ -251,17 +263,17 @@ def _embed_on_ray(ray, plan: Plan, clip, run: RayRun, *, address, workers, batch
                 if progress:
                     progress(done, len(plan.todo))
         except ray.exceptions.RayError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ClusterProblem(f"the Ray job failed ({first}); what was embedded so far is kept: "
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClusterProblem(f"the Ray job failed ({first_line}); what was embedded so far is kept: "
                                  "run the same command to continue") from None
         lost = [f for f in pending if f.rel not in seen]
         if lost:
             logger.warning("%d files came back from no Ray batch; embedding them again", len(lost))
         pending = again + lost
-    run.embed_s = time.time() - t0
     if pending:
         raise ClusterProblem(f"{len(pending)} files were never embedded after {ROUNDS} Ray jobs; "
                              "run the same command to continue")
+    return done
 
 
 def _record(plan: Plan, batch: dict, by_rel: dict, seen: set, again: list, run: RayRun) -> int:
