@@ -82,11 +82,10 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --address and --cpus are for --engine ray", file=sys.stderr)
         return 2
     if args.tower.startswith("onnx"):
-        from importlib.util import find_spec
+        from demo_core.clip.tower import ONNX_HINT, onnx_available
 
-        if not (find_spec("onnxruntime") and find_spec("onnx")):
-            print("error: the onnx towers need ONNX Runtime: .venv/bin/pip install -r requirements-scale.txt",
-                  file=sys.stderr)
+        if not onnx_available():
+            print(f"error: {ONNX_HINT}", file=sys.stderr)
             return 2
     if args.engine == "ray":
         from demo_core.search.ray_builder import INSTALL_HINT, ray_available

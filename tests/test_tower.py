@@ -140,3 +140,14 @@ def test_auto_takes_the_fastest_tower_that_agrees_and_says_what_it_measured(bund
 def test_auto_leaves_small_builds_on_fp32_without_measuring(bundled_clip, tmp_path):
     report = build_index(EXAMPLES, tmp_path / "idx", bundled_clip, batch_size=4, workers=1)
     assert report.tower == "fp32" and report.tower_note == "" and report.indexed > 0
+
+
+def test_without_onnx_runtime_the_cli_says_how_to_install_it(tmp_path):
+    code = ("import sys, runpy; sys.modules['onnxruntime'] = None; "
+            f"sys.argv = ['index_builder', {str(EXAMPLES)!r}, '--out', {str(tmp_path / 'idx')!r}, '--tower', 'onnx-int8']; "
+            f"runpy.run_path({str(ROOT / 'index_builder')!r}, run_name='__main__')")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and not (tmp_path / "idx").exists()
+    assert done.stderr.strip().splitlines() == [
+        "error: the onnx towers need ONNX Runtime: .venv/bin/pip install -r requirements-scale.txt"]

@@ -42,7 +42,7 @@ AUTO = ("onnx", "onnx-int8", "int8")  # what "auto" tries; bf16 left out: 0.64×
 AUTO_MIN_GAIN = 1.15  # "auto" leaves fp32 only for a tower this much faster on the sample (timing noise)
 AUTO_MIN_IMAGES = 5000  # fewer to embed: exporting and timing the towers (~30 s for ViT-B-32) costs more
 # than they save (break-even ~1,500 ViT-B-32 images here; mini-clip's builds are decoding-bound: bench/RESULTS.md)
-ONNX_HINT = "the onnx towers need ONNX Runtime: pip install -r requirements-scale.txt"
+ONNX_HINT = "the onnx towers need ONNX Runtime: .venv/bin/pip install -r requirements-scale.txt"
 
 
 def onnx_available() -> bool:
