@@ -151,3 +151,16 @@ def test_without_onnx_runtime_the_cli_says_how_to_install_it(tmp_path):
     assert done.returncode == 2 and not (tmp_path / "idx").exists()
     assert done.stderr.strip().splitlines() == [
         "error: the onnx towers need ONNX Runtime: .venv/bin/pip install -r requirements-scale.txt"]
+
+
+@needs_onnx
+def test_a_tower_that_cannot_be_built_is_a_plain_error_and_auto_skips_it(bundled_clip, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::weird' to ONNX is not supported")
+
+    monkeypatch.setattr(tower_mod, "_onnx_session", broken)
+    with pytest.raises(InputError, match=r"The onnx tower cannot be built for mini-clip .*aten::weird.*--tower fp32"):
+        ImageTower(bundled_clip, "onnx")
+    monkeypatch.setattr(tower_mod, "AUTO_MIN_IMAGES", 1)
+    report = build_index(EXAMPLES, tmp_path / "idx", bundled_clip, batch_size=4, workers=1)
+    assert report.tower == "fp32" and report.tower_note.endswith("(on 13 images of this folder: no other tower can run here)")

@@ -69,13 +69,20 @@ class ImageTower:
         self.preprocess, self.image_size, self.embed_dim = clip.preprocess, clip.image_size, clip.embed_dim
         self._session = self._visual = None
         self._tmp = None
-        if kind == "int8":
-            self._visual = _int8_visual(clip)
-        elif kind.startswith("onnx"):
-            if workdir is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="tower-")
-                workdir = self._tmp.name
-            self._session = _onnx_session(clip, Path(workdir), quantize=kind == "onnx-int8")
+        try:
+            if kind == "int8":
+                self._visual = _int8_visual(clip)
+            elif kind.startswith("onnx"):
+                if workdir is None:
+                    self._tmp = tempfile.TemporaryDirectory(prefix="tower-")
+                    workdir = self._tmp.name
+                self._session = _onnx_session(clip, Path(workdir), quantize=kind == "onnx-int8")
+        except InputError:
+            raise
+        except Exception as e:  # an architecture the exporter or quantizer cannot take: the user picks another
+            logger.exception("building the %s tower of %s failed", kind, clip.name)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise InputError(f"The {kind} tower cannot be built for {clip.name} ({first}); use --tower fp32.") from None
 
     @torch.inference_mode()
     def encode_pixels(self, x: torch.Tensor) -> torch.Tensor:
