@@ -35,3 +35,29 @@ def tiny_clip_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-clip")
     export_open_clip_folder(build_model(cfg), cfg, out)
     return out
+
+
+def sigkill_after_rows(cmd: list, env: dict, db, rows: int, timeout: float) -> int:
+    """Start `cmd` (an index_builder run), SIGKILL it once the index database `db` holds `rows` files (or at
+    `timeout` seconds, or when it exits first); returns the last file count read."""
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    n, deadline = 0, time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if Path(db).exists():
+                try:
+                    n = sqlite3.connect(db).execute("SELECT COUNT(*) FROM files").fetchone()[0]
+                except sqlite3.Error:
+                    n = 0
+                if n >= rows:
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return n

@@ -18,7 +18,7 @@ from demo_core.search.builder import build_index
 from demo_core.search.index import ImageIndex
 from demo_core.search import ray_builder
 from demo_core.search.ray_builder import ray_available, sizing
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, sigkill_after_rows
 from tests.hostile import make_corpus
 from tests.test_retrieval import collection  # noqa: F401  (a fixture)
 
@@ -164,21 +164,7 @@ def test_a_killed_driver_is_rerun_and_continues_without_re_embedding(tmp_path):
     env = {**ENV, "RAY_TMPDIR": ray_tmp}
     cmd = [sys.executable, str(ROOT / "index_builder"), str(tmp_path / "many"), "--out", str(out), "--model",
            "mini-clip", "--engine", "ray", "--cpus", "1", "--workers", "1", "--batch-size", "4"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    n, deadline = 0, time.time() + 90
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "meta.sqlite").exists():
-                try:
-                    n = sqlite3.connect(out / "meta.sqlite").execute("SELECT COUNT(*) FROM files").fetchone()[0]
-                except sqlite3.Error:
-                    n = 0
-                if n >= 8:
-                    break
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    sigkill_after_rows(cmd, env, out / "meta.sqlite", 8, timeout=90)
     n = sqlite3.connect(out / "meta.sqlite").execute("SELECT COUNT(*) FROM files").fetchone()[0]
     assert 0 < n < 48, "the driver should have been killed part-way"
     deadline = time.time() + 30

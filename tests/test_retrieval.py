@@ -1,11 +1,9 @@
 """index_builder + search: build, query, incremental updates, interruption, bad files, safety."""
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from demo_core.search.builder import build_index, scan
 from demo_core.search.index import ImageIndex
 from demo_core.errors import IndexProblem, InputError
 from demo_core.search.query import image_query_vector, parse_query, text_query_vector
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, sigkill_after_rows
 
 
 @pytest.fixture
@@ -125,20 +123,7 @@ def test_killed_build_then_rerun_is_complete_and_consistent(tmp_path):
     cmd = [sys.executable, str(ROOT / "index_builder"), str(root), "--out", str(out), "--model", "mini-clip",
            "--batch-size", "4", "--workers", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "meta.sqlite").exists():
-            try:
-                n = sqlite3.connect(out / "meta.sqlite").execute("SELECT COUNT(*) FROM files").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 20:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    n = sigkill_after_rows(cmd, env, out / "meta.sqlite", 20, timeout=120)
     assert 0 < n < 150, "the build should have been killed part-way"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
