@@ -1,5 +1,5 @@
 """The app under load: N concurrent clients, each a gradio_client that classifies and searches in turn and
-downloads every search's thumbnails, as a browser would; before and after issue 10's changes, in one run.
+downloads every search's thumbnails, as a browser would; the older serving (DEMO_LEGACY_QUEUE=1) against today's, in one run.
 
     python bench/bench_load.py [--clients 1 8 32] [--requests 20] [--configs before after] [--processes 4]
                                [--ssl-verify] [--out bench/load.json]

@@ -1,4 +1,4 @@
-"""index_builder's Ray engine against the local engine, on one folder (issue 13, part 4).
+"""index_builder's Ray engine against the local engine, on one folder.
 
     python bench/bench_ray.py [--images 2000] [--workers 1 2] [--scale 1 2 4 8] [--nodes 4] [--node-cpus 2]
                               [--scale-images 512] [--out bench/ray.json]

@@ -1,4 +1,4 @@
-"""Index at scale (issue 13): the compressed, sharded index on N synthetic clustered vectors, and at
+"""Index at scale: the compressed, sharded index on N synthetic clustered vectors, and at
 --compare vectors against today's IVF-Flat, in one run.
 
     python bench/bench_scale.py [--n 10000000] [--dim 512] [--compare 1000000] [--work DIR] [--out bench/scale.json]

@@ -1,4 +1,4 @@
-"""Faster image towers (issue 13, part 5): images per second and agreement with fp32, one run.
+"""Faster image towers: images per second and agreement with fp32, one run.
 
     python bench/bench_tower.py [--models mini-clip vit-b-32] [--batch 32] [--rounds 3] [--threads 2]
                                 [--folder assets/gallery/images] [--out bench/tower.json]

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from demo_core.diffusion.models import load_ddpm  # noqa: E402
-from demo_core.diffusion.reverse_view import grid  # noqa: E402
+from demo_core.images import grid  # noqa: E402
 from demo_core.diffusion.ddpm import Schedule  # noqa: E402
 from demo_core.diffusion.samplers import ddim_sampler, ddpm_sampler, initial_noise  # noqa: E402
 

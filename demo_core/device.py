@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
+from .errors import DeviceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +30,22 @@ class DeviceChoice:
 
 
 def pick_device(requested: str | None = None) -> DeviceChoice:
-    """Choose the device. `requested` (or $DEMO_DEVICE) may be 'cuda', 'cuda:1', 'mps' or 'cpu'."""
-    requested = requested or os.environ.get("DEMO_DEVICE") or None
+    """Choose the device. `requested` (or $DEMO_DEVICE) may be 'cuda' (or 'gpu'), 'cuda:1', 'mps' or 'cpu';
+    DeviceUnavailable for a device this machine lacks or a name that is none."""
+    requested = (requested or os.environ.get("DEMO_DEVICE") or "").strip() or None
     if requested:
-        dev = torch.device(requested)
+        try:  # "gpu" is what people type for an NVIDIA GPU; torch calls it cuda
+            dev = torch.device("cuda" + requested[3:] if requested.lower().startswith("gpu") else requested)
+        except (RuntimeError, ValueError):
+            raise DeviceUnavailable(f"Unknown device '{requested}': use cuda (or gpu), mps or cpu.") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"Device '{requested}' was asked for, but CUDA is not available here.")
+            raise DeviceUnavailable(f"Device '{requested}' was asked for, but no CUDA GPU is available here; "
+                                    "use cpu, or leave the device unset (--device, DEMO_DEVICE) for the best one here.")
         if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise UserError(f"Device '{requested}' was asked for, but MPS is not available here.")
+            raise DeviceUnavailable(f"Device '{requested}' was asked for, but MPS is not available here; "
+                                    "use cpu, or leave the device unset (--device, DEMO_DEVICE) for the best one here.")
+        if dev.type not in ("cuda", "mps", "cpu"):
+            raise DeviceUnavailable(f"Unknown device '{requested}': use cuda (or gpu), mps or cpu.")
         reason = f"asked for {requested}"
     elif torch.cuda.is_available():
         dev, reason = torch.device("cuda"), "CUDA is available"

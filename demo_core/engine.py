@@ -22,7 +22,6 @@ import platform
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,13 +35,14 @@ from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Tex
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
-from .errors import ImageError, IndexProblem, InputError, ModelUnavailable
+from .errors import IndexProblem, InputError, ModelUnavailable
 from .inputs import check_number, check_seed
 from .registry import ASSETS, resolve_clip_spec
-from .runs import KeptFiles, StopSignals
+from .runs import KeptFiles, LoadOnce, StopSignals
 from .search.builder import build_index
-from .search.index import Hit, ImageIndex
-from .search.query import Term, image_query_vector, parse_query, text_query_vector, thumbnail
+from .search.index import ImageIndex
+from .search.query import Term, image_query_vector, parse_query, text_query_vector
+from .search.results import Found, Results, shown  # noqa: F401  (Found: the UI takes it from here)
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,6 @@ SAMPLERS = ("DDPM", "DDIM", "DDPM vs DDIM")
 WAIT_S = 900  # how long a request waits for a model that is still loading
 MAX_RESULTS = 48  # results one search returns (the Results slider's top)
 MAX_REVERSE_IMAGES = 8  # images one reverse run makes
-
-
-@dataclass
-class Found:
-    """One search result: a thumbnail of the file, its name, its cosine score and its index id."""
-
-    thumbnail: Path
-    name: str
-    score: float
-    id: int
 
 
 def versions() -> dict[str, str]:
@@ -94,15 +84,15 @@ class Engine:
         self.loading = f"loading the CLIP model {self.resolution.spec.spec}"  # the loader's step; "" when done
         self.load_log: list[str] = []  # what it did, with the time since start
         self.load_error: str | None = None  # why the CLIP could not be loaded
-        self._index_folders: dict[str, Path | None] = {}  # None: the bundled gallery's, not settled yet
+        # The indexes named at startup come first, in their order: the first is the Search tab's default
+        # (and the search endpoints'); the bundled gallery stays on offer after them.
+        self._index_folders: dict[str, Path | None] = {str(f): Path(f) for f in indexes or []}
         if (BUNDLED_INDEX / "meta.sqlite").exists():
-            self._index_folders[GALLERY] = None
-        for folder in indexes or []:
-            self._index_folders[str(folder)] = Path(folder)
+            self._index_folders.setdefault(GALLERY, None)  # None: the bundled gallery's, not settled yet
         self._indexes: dict[str, ImageIndex] = {}
-        self._ddpms: dict[str, DdpmModel] = {}
+        self._ddpms: dict[str, LoadOnce[DdpmModel]] = {}  # one load-once per model: a slow load blocks only its own
         self._clip: ClipModel | None = None
-        self._ddpm_lock = threading.Lock()  # a DDPM loads once, even when two requests ask at once
+        self._ddpm_lock = threading.Lock()  # guards the dict only, never held during a load
         self._index_lock = threading.Lock()
         self._clip_ready, self._ready = threading.Event(), threading.Event()
         self._stops = StopSignals()
@@ -183,19 +173,29 @@ class Engine:
     def ddpm(self, name: str) -> DdpmModel:
         """A DDPM by spec, loaded once (by the loader thread or the first request that asks)."""
         with self._ddpm_lock:
-            if name not in self._ddpms:
-                self._ddpms[name] = load_ddpm(name, self.device)
-            return self._ddpms[name]
+            once = self._ddpms.get(name)
+            if once is None:
+                once = self._ddpms[name] = LoadOnce(lambda: load_ddpm(name, self.device))
+        return once.get()
 
     def loaded_ddpms(self) -> list[DdpmModel]:
-        return list(self._ddpms.values())
+        return [m for m in (once.loaded for once in list(self._ddpms.values())) if m is not None]
 
-    def close(self) -> None:
-        """Stop the background loader after its current model (a thread still inside torch when the
-        interpreter exits can abort it) and remove the files handed out (also done at exit)."""
+    def close(self, wait_s: float = 120) -> None:
+        """Stop every run after its current step and the background loader after its current model (a
+        thread still inside torch when the interpreter exits can abort it), waiting at most `wait_s`;
+        close every index opened (their SQLite handles, and the private copies a read-only open had to
+        build) and remove the files handed out (also done at exit)."""
         self._closing.set()
+        self._stops.stop_all()
         if self._loader is not None and self._loader is not threading.current_thread():
-            self._loader.join(timeout=120)
+            self._loader.join(timeout=wait_s)
+        with self._index_lock:
+            opened = list(self._indexes.values()) + ([self._unclip_index] if self._unclip_index else [])
+            self._indexes.clear()
+            self._unclip_index = None
+        for idx in opened:
+            idx.close()
         self._files.close()
 
     # --- search ------------------------------------------------------------------------------
@@ -235,6 +235,8 @@ class Engine:
                 raise IndexProblem("The bundled gallery's index is not available (the status panel says why).")
             return None
         with self._index_lock:
+            if self._closing.is_set():  # an index opened now would outlive close()
+                raise IndexProblem("The app is shutting down.")
             if name not in self._indexes:
                 self._indexes[name] = ImageIndex(folder, readonly=True)
             return self._indexes[name]
@@ -252,20 +254,21 @@ class Engine:
         idx.check_model(self.clip.spec.spec, self.clip.embed_dim)
         return idx
 
-    def search_text(self, query: str, index_name: str, k: int) -> tuple[list[Term], list[Found]]:
-        """Text search with arithmetic (`cat + 2:dog - grass`): the parsed terms and the k best results."""
+    def search_text(self, query: str, index_name: str, k: int) -> tuple[list[Term], Results]:
+        """Text search with arithmetic (`cat + 2:dog - grass`): the parsed terms and the k best results
+        (their ``note`` says why some are missing; CollectionMissing when the collection folder is gone)."""
         k = _results(k)
         terms = parse_query(query)
         idx = self.index(index_name)
         return terms, self._found(idx, idx.search(text_query_vector(self.clip, terms), k))
 
-    def search_image(self, image, index_name: str, k: int) -> list[Found]:
+    def search_image(self, image, index_name: str, k: int) -> Results:
         """The k images nearest to an image (a path)."""
         k = _results(k)
         idx = self.index(index_name)
         return self._found(idx, idx.search(image_query_vector(self.clip, image), k))
 
-    def more_like(self, index_name: str, file_id: int, k: int) -> list[Found]:
+    def more_like(self, index_name: str, file_id: int, k: int) -> Results:
         """The k images nearest to an indexed one, by its stored vector ("more like this")."""
         k = _results(k)
         file_id = check_number(file_id, "The image id", 0, 2**63 - 1, integer=True)
@@ -275,14 +278,8 @@ class Engine:
             raise IndexProblem("That image is no longer in the index; search again.")
         return self._found(idx, idx.search(vec, k))
 
-    def _found(self, idx: ImageIndex, hits: list[Hit]) -> list[Found]:
-        found = []
-        for h in hits:
-            try:
-                found.append(Found(thumbnail(idx, h, self.thumbnail_folder), Path(h.path).name, h.score, h.id))
-            except (IndexProblem, ImageError, OSError):
-                continue  # a file deleted since indexing: left out, not an error
-        return found
+    def _found(self, idx: ImageIndex, hits) -> Results:
+        return shown(idx, hits, self.thumbnail_folder)
 
     # --- the reverse process -------------------------------------------------------------------
     def sample(self, model_name: str, sampler: str, *, ddim_steps: int = 50, eta: float = 0.0, seed: int = 0,
@@ -363,11 +360,13 @@ class Engine:
         """The unCLIP CLIP's modality-gap histogram on the gallery's true pairs (``UnclipService.gap_rows``)."""
         return self._unclip.gap_rows(matrix.gallery_pairs())
 
-    def _unclip_nearest(self, vec, k: int) -> list[Found]:
+    def _unclip_nearest(self, vec, k: int) -> Results:
         """The k gallery images nearest an embedding in the unCLIP CLIP's space; [] without the gallery."""
         if GALLERY not in self._index_folders:
-            return []
+            return Results()
         with self._index_lock:
+            if self._closing.is_set():
+                raise IndexProblem("The app is shutting down.")
             if self._unclip_index is None:
                 self._unclip_index = ImageIndex(self._gallery_index_folder(self._unclip.models().clip), readonly=True)
         return self._found(self._unclip_index, self._unclip_index.search(vec.numpy(), k))

@@ -24,8 +24,16 @@ class IndexProblem(UserError):
     """A search index that cannot be used as asked; the message says how to fix it."""
 
 
+class CollectionMissing(IndexProblem):
+    """An index whose collection folder is not where it was indexed (moved, renamed, unmounted)."""
+
+
 class ModelUnavailable(UserError):
     """A model spec that names nothing, or a model that cannot be loaded here (e.g. offline)."""
+
+
+class DeviceUnavailable(UserError):
+    """A device asked for that this machine does not have (or a name that is not a device)."""
 
 
 class IndexBusy(UserError):

@@ -159,3 +159,17 @@ def to_uint8(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) ->
 def to_pil(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Image.Image:
     """One (C, H, W) tensor in `value_range` -> an RGB PIL image (see ``to_uint8``)."""
     return Image.fromarray(to_uint8(x, value_range))
+
+
+DISPLAY = 128  # px; 32x32 samples are upscaled with nearest-neighbour so pixels stay visible
+
+
+def grid(batch: torch.Tensor, size: int = DISPLAY, per_row: int | None = None) -> Image.Image:
+    """(B, C, H, W) in [-1, 1] -> one image of the B samples, `per_row` a row (default: all in one
+    row), each upscaled to `size` px with nearest-neighbour (the diffusion views' pictures)."""
+    per_row = per_row or len(batch)
+    rows = (len(batch) + per_row - 1) // per_row
+    out = Image.new("RGB", (size * per_row, size * rows), "white")
+    for i, x in enumerate(batch):
+        out.paste(to_pil(x).resize((size, size), Image.NEAREST), ((i % per_row) * size, (i // per_row) * size))
+    return out

@@ -27,7 +27,9 @@ from .errors import ModelUnavailable
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
-BUNDLED_MODELS = {"mini-clip": ASSETS / "models" / "mini-clip"}
+# mini-clip-v1: the first mini-CLIP (Noto only); the diffusion models bundled before mini-clip was retrained
+# were conditioned on it and keep loading it (their configs name it) until they are retrained.
+BUNDLED_MODELS = {"mini-clip": ASSETS / "models" / "mini-clip", "mini-clip-v1": ASSETS / "models" / "mini-clip-v1"}
 DEFAULT_CLIP = "ViT-B-32/openai"
 BUNDLED_CLIP = "mini-clip"
 HUB_TIMEOUT_S = float(os.environ.get("DEMO_HUB_TIMEOUT", 3.0))

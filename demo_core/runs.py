@@ -14,6 +14,18 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 KEPT_GIFS = 8
 T = TypeVar("T")
+_GLOBAL_RNG = threading.Lock()
+
+
+def seeded(seed: int, make: Callable[[], T]) -> T:
+    """``make()`` with torch's global RNG seeded by `seed`, as one step no other request can interleave
+    with, and the global RNG restored afterwards. Modules initialise their weights from the global RNG,
+    so two requests that seeded it one after the other would otherwise build each other's models."""
+    import torch
+
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
 
 
 class LoadOnce(Generic[T]):
@@ -51,9 +63,8 @@ class StopSignals:
     @contextmanager
     def watch(self, key: str | None) -> Iterator[threading.Event]:
         event = threading.Event()
-        if key is None:
-            yield event
-            return
+        if key is None:  # nobody else can stop it by key, but stop_all (shutdown) still reaches it
+            key = f"private-{id(event)}"
         with self._lock:
             self._events.setdefault(key, []).append(event)
         try:
@@ -68,6 +79,13 @@ class StopSignals:
         with self._lock:
             for event in self._events.get(key, []):
                 event.set()
+
+    def stop_all(self) -> None:
+        """Every run ends after its current step (the app is shutting down)."""
+        with self._lock:
+            for events in self._events.values():
+                for event in events:
+                    event.set()
 
     def __len__(self) -> int:
         """How many runs are registered now."""

@@ -27,7 +27,7 @@ TOWERS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")  # demo_core.clip.tower.T
 EXIT_CODES = """exit codes:
   0    the index is up to date (files that could not be indexed are listed as `skipped`)
   1    the index folder cannot be written
-  2    bad arguments, or the model cannot be loaded
+  2    bad arguments (a --device this machine lacks, too), or the model cannot be loaded
   3    the index folder cannot be used for DIR (another folder's or another model's index)
   4    another index_builder is writing the same index folder (its pid is named); wait or use another --out
   5    --engine ray: Ray cannot be started or joined, or its job failed (what was embedded is kept)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                          "onnx-int8 and int8 that agrees with fp32 on 64 of them, else fp32), fp32, bf16, int8 "
                          "(torch dynamic quantization), onnx, onnx-int8 (ONNX Runtime: requirements-scale.txt); "
                          "a named one is checked against fp32 on the folder first")
-    ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    ap.add_argument("--device", default=None, help="cuda (or gpu), mps or cpu (default: best available)")
     ap.add_argument("--include-hidden", action="store_true", help="also index hidden files and folders")
     args = ap.parse_args(argv)
     try:
@@ -93,6 +93,14 @@ def _run(args: argparse.Namespace) -> int:
         if not ray_available():
             print(f"error: {INSTALL_HINT}", file=sys.stderr)
             return 2
+    from demo_core.device import pick_device
+    from demo_core.errors import DeviceUnavailable
+
+    try:  # before the lock and the model: a device this machine lacks is a bad argument
+        pick_device(args.device)
+    except DeviceUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out).expanduser() if args.out else root / ".clip-index"
 
     from PIL import Image

@@ -93,6 +93,17 @@ def test_forward_endpoint_noises_the_image_by_the_closed_form(client):
     assert "cosine" in info and "signal √ᾱ_t = 0.7" in info  # cosine keeps more signal at T/2 than linear
 
 
+def test_a_linear_schedule_too_short_to_reach_noise_says_why(client):
+    """At T = 100 the linear schedule ends at √ᾱ_T = 0.60 (x_T still shows the cat): the explorer says so and
+    why; at T = 1000, or with the cosine schedule, it does not."""
+    _, info, *_ = _forward(client, EXAMPLES / "cat.png", t=100, T=100)
+    assert "ends at √ᾱ_T = 0.60" in info and "1000/T" in info
+    _, info, *_ = _forward(client, EXAMPLES / "cat.png", t=1000, T=1000)
+    assert "ends at" not in info
+    _, info, *_ = _forward(client, EXAMPLES / "cat.png", t=100, T=100, schedule="cosine")
+    assert "ends at" not in info
+
+
 def test_forward_endpoint_bad_and_huge_images_give_plain_messages(client, tmp_path):
     p = tmp_path / "notes.png"
     p.write_text("not a picture")
@@ -142,3 +153,25 @@ def test_sample_endpoint_streams_algorithm_2_as_written_to_a_gif(client):
     *_, status, strip, gif = client.predict("emoji-ddpm", "DDIM", 10, 0.0, 0, 1, LITERAL, api_name="/sample")
     assert "done" in status and "step 10 of 10" in status
     assert len(strip) >= 10 and str(gif).endswith(".gif")
+
+
+def test_cached_example_outputs_are_kept_per_model(tiny_clip_folder, tmp_path):
+    """Gradio reuses cached example outputs across restarts: they live in a folder keyed by the CLIP, so
+    a restart with another model (or retrained weights under the same name) never shows stale answers."""
+    import shutil
+    from types import SimpleNamespace
+
+    import app
+    from demo_core.registry import parse_clip_spec
+
+    def folder_for(spec):
+        return app.examples_cache(SimpleNamespace(resolution=SimpleNamespace(spec=parse_clip_spec(spec))))
+
+    copy = tmp_path / "clip"
+    shutil.copytree(tiny_clip_folder, copy)
+    before = folder_for(f"local-dir:{copy}")
+    assert folder_for(f"local-dir:{copy}") == before  # the same model finds its cache again
+    assert folder_for("mini-clip") != before
+    weights = next(copy.glob("open_clip_model*"))
+    weights.write_bytes(weights.read_bytes() + b"\0" * 16)  # retrained: same name, other weights
+    assert folder_for(f"local-dir:{copy}") != before

@@ -83,6 +83,29 @@ def test_ddim_trajectory_matches_diffusers(name, T, steps, eta):
         assert torch.allclose(step.x_prev, y, atol=1e-5), int(k)
 
 
+def test_ddim_with_x0_clipping_matches_diffusers_clipped_model_output():
+    """Our clipped DDIM step equals diffusers' with clip_sample=True and use_clipped_model_output=True
+    (ε̂ recomputed from the clipped x̂₀), and differs from diffusers' default (the unclipped ε̂)."""
+    from demo_core.diffusion.ddpm import ddim_step
+
+    s = Schedule.make("linear", 1000)
+    x = 3 * initial_noise((2, 3, 4, 4), torch.Generator().manual_seed(0), dtype=torch.float64)  # x̂₀ needs clipping
+    ref = _float64(DDIMScheduler(num_train_timesteps=1000, clip_sample=True, set_alpha_to_one=True))
+    ref.set_timesteps(20)
+    y, worst_default = x.clone(), 0.0
+    for k in ref.timesteps:
+        t = int(k) + 1
+        t_prev = t - 1000 // 20
+        eps = toy_eps_model(y, t)
+        ours = ddim_step(s, y, t, t_prev, eps, None, clip_x0=True)
+        theirs = ref.step(eps, k, y, eta=0.0, use_clipped_model_output=True).prev_sample
+        default = ref.step(eps, k, y, eta=0.0).prev_sample
+        assert torch.allclose(ours, theirs, atol=1e-6), t
+        worst_default = max(worst_default, (ours - default).abs().max().item())
+        y = theirs
+    assert worst_default > 1e-2  # the label must not call this "diffusers' default"
+
+
 def test_erratum_forward_noise_uses_sqrt_one_minus_alpha_bar():
     s = Schedule.make("linear", 1000)
     x0, eps = torch.zeros(10_000), torch.randn(10_000, generator=torch.Generator().manual_seed(0))

@@ -10,11 +10,30 @@ def _prior():
     return DiffusionPrior(PriorConfig(embed_dim=16, width=32, depth=1, T=20)).eval()
 
 
-def test_prior_gives_unit_image_embeddings_one_per_text():
-    text = F.normalize(torch.randn(3, 16), dim=-1)
-    out = _prior().sample(text, torch.Generator().manual_seed(0), steps=5, guidance=2.0)
-    assert out.shape == (3, 16)
-    assert torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-5)
+class _Oracle(DiffusionPrior):
+    """A prior whose network predicts a known ẑ_0: `target` given the text, `uncond` given the null text."""
+
+    def __init__(self, target, uncond):
+        super().__init__(PriorConfig(embed_dim=16, width=32, depth=1, T=20))
+        self.target, self.uncond = target, uncond
+
+    def forward(self, z_t, t, text):
+        return (self.uncond if bool((text == 0).all()) else self.target).expand_as(z_t)
+
+
+def test_prior_sampling_steps_from_the_predicted_z0_and_guides_it():
+    """With a network that predicts ẑ_0 exactly, every DDIM step (ẑ_0 → ε̂ → z_prev) lands on it, so the
+    sample is normalise(ẑ_0); with guidance w, ẑ_0 is ẑ_u + w(ẑ_c − ẑ_u), a hand computation."""
+    g = torch.Generator().manual_seed(0)
+    target, uncond = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    text = F.normalize(torch.randn(3, 16, generator=g), dim=-1)
+    prior = _Oracle(target, uncond).eval()
+    plain = prior.sample(text, torch.Generator().manual_seed(1), steps=5)
+    assert plain.shape == (3, 16)
+    assert torch.allclose(plain, F.normalize(target, dim=0).expand(3, -1), atol=1e-5)
+    guided = prior.sample(text, torch.Generator().manual_seed(1), steps=5, guidance=3.0)
+    assert torch.allclose(guided, F.normalize(uncond + 3.0 * (target - uncond), dim=0).expand(3, -1), atol=1e-5)
+    assert not torch.allclose(guided, plain, atol=1e-2)
 
 
 def test_with_two_candidates_the_one_closer_to_the_text_is_kept():

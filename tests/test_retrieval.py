@@ -4,7 +4,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,8 +134,9 @@ def test_killed_build_then_rerun_is_complete_and_consistent(tmp_path):
     assert "index now holds 150 images" in done.stdout
 
 
-def test_cli_exit_codes(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+@pytest.mark.slow
+def test_cli_exit_codes(tmp_path, tiny_clip_folder):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     missing = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(tmp_path / "nope")],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and missing.stderr.strip().startswith("error:")
@@ -146,6 +146,16 @@ def test_cli_exit_codes(tmp_path):
     unwritable = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(tmp_path), "--out",
                                  str(blocked / "idx")], capture_output=True, text=True, env=env)
     assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
+    # 3: an index folder that belongs to another collection is refused, not overwritten
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(EXAMPLES / "cat.png", tmp_path / name / "cat.png")
+    cmd = [sys.executable, str(ROOT / "index_builder"), "--out", str(tmp_path / "idx"), "--model", str(tiny_clip_folder)]
+    first = subprocess.run(cmd + [str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    other = subprocess.run(cmd + [str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    assert other.returncode == 3, other.stderr
+    assert other.stderr.strip().startswith("error:") and "Traceback" not in other.stderr
 
 
 def _clustered(n, dim, seed=0):
@@ -184,3 +194,29 @@ def test_ann_index_survives_save_and_reload(collection, tmp_path, bundled_clip, 
     assert ro.manifest()["index_type"].startswith("IVF")
     hits = ro.search(vecs[0], 1)
     assert hits[0].id == ids[0]
+
+
+def test_search_uses_the_query_template_measured_for_the_model(tiny_clip_folder, tmp_path):
+    """A model folder may name its search template (measured by bench/gallery_queries.py); the query
+    vector is the term in that template, and a folder that names none gets the CLIP paper's."""
+    import json
+    import shutil
+
+    import torch
+
+    from demo_core.clip.model import SEARCH_TEMPLATE, ClipModel
+    from demo_core.search.query import parse_query, text_query_vector
+
+    plain = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
+    assert plain.search_template == SEARCH_TEMPLATE
+    named = tmp_path / "named"
+    shutil.copytree(tiny_clip_folder, named)
+    config = json.loads((named / "open_clip_config.json").read_text())
+    config["demo_meta"] = {"search_template": "an emoji of {}"}
+    (named / "open_clip_config.json").write_text(json.dumps(config))
+    clip = ClipModel.load(f"local-dir:{named}", "cpu")
+    assert clip.search_template == "an emoji of {}"
+    v = torch.from_numpy(text_query_vector(clip, parse_query("cat")))
+    assert torch.allclose(v, clip.encode_texts(["an emoji of cat"])[0], atol=1e-5)
+    assert not torch.allclose(v, clip.encode_texts([SEARCH_TEMPLATE.format("cat")])[0], atol=1e-3)
+    assert ClipModel.load("mini-clip-v1", "cpu").search_template == "a photo of {}"  # no full stop: measured

@@ -31,6 +31,15 @@ def test_ddpm_folder_loads_through_from_pretrained(tiny_ddpm_folder):
     assert m.eps(torch.zeros(2, 3, 8, 8), 20).shape == (2, 3, 8, 8)
 
 
+def test_a_hub_model_that_cannot_load_is_not_offered(monkeypatch):
+    """Offline and not cached, the hub DDPM is left out of the dropdown; once cached, it is offered."""
+    from demo_core.diffusion import models
+
+    assert models.available_ddpms() == ["emoji-ddpm"]  # tests run with HF_HUB_OFFLINE=1 and an empty cache
+    monkeypatch.setattr(models, "cached_file", lambda repo, names: f"/cache/{repo}/model_index.json")
+    assert models.available_ddpms() == ["emoji-ddpm", "google/ddpm-cifar10-32"]
+
+
 def test_missing_hub_model_offline_is_a_plain_message():
     with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache"):
         load_ddpm("google/ddpm-cifar10-32", "cpu")
@@ -47,7 +56,7 @@ def test_ddpm_streams_T_frames_and_ddim_its_steps_from_the_same_noise(tiny_ddpm_
 
 
 def test_the_view_offers_algorithm_2_as_written_and_the_clipped_variant(tiny_ddpm_folder):
-    """clip_x0=False is the literal Algorithm 2 line; True clips x̂_0 (diffusers' default), which
+    """clip_x0=False is the literal Algorithm 2 line; True clips x̂_0 (DDPMScheduler's default clip_sample), which
     changes a random model's trajectory, whose x̂_0 overshoots [-1, 1]."""
     m = load_ddpm(str(tiny_ddpm_folder), "cpu")
     literal = list(run_reverse(m, "DDPM", seed=3, n=2, clip_x0=False))
@@ -63,10 +72,12 @@ def test_the_view_offers_algorithm_2_as_written_and_the_clipped_variant(tiny_ddp
 def test_stop_signals_are_per_request_and_forgotten_when_it_ends():
     stops = StopSignals()
     with stops.watch("session-a") as a, stops.watch("session-b") as b, stops.watch(None) as api:
-        assert len(stops) == 2  # a keyless API run is not registered: nobody else can stop it
+        assert len(stops) == 3  # a keyless API run is counted too
         stops.stop("session-a")
-        stops.stop(None)
+        stops.stop(None)  # nobody can stop a keyless run by key
         assert a.is_set() and not b.is_set() and not api.is_set()
+        stops.stop_all()  # shutting down reaches every run
+        assert b.is_set() and api.is_set()
     assert len(stops) == 0  # nothing kept once the runs end
 
 

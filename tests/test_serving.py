@@ -1,4 +1,4 @@
-"""How the app serves many clients at once (issue 10, item 11; figures in bench/RESULTS.md): light handlers
+"""How the app serves many clients at once (figures in bench/RESULTS.md): light handlers
 share a larger pool than the model runs, and search thumbnails are made once and handed out as they are."""
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""The compressed, sharded index for large collections (issue 13, part 3): recall with exact re-ranking,
+"""The compressed, sharded index for large collections: recall with exact re-ranking,
 shard merging, the size threshold, re-ranking from a memmap, the manifest, and the app's search on it."""
 import json
 import shutil

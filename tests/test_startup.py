@@ -36,8 +36,12 @@ def test_ui_builds_while_models_load_and_requests_wait_for_them(monkeypatch):
     assert max(zip(res.probs, res.labels))[1] == "cat"
     assert engine.wait_ready(120)
     panel = status_panel(engine)
-    assert "mini-clip" in panel and "emoji-ddpm" in panel and "torch 2.14.1" in panel
+    import torch
+
+    assert "mini-clip" in panel and "emoji-ddpm" in panel and f"torch {torch.__version__.split('+')[0]}" in panel
     assert "loaded" in panel and "gallery index ready" in panel
+    assert "mini-clip (bundled): mini-clip (bundled)" not in panel  # the model is named once
+    assert panel.splitlines()[0].replace("|", "").strip()  # the table's header row says what its columns are
     engine.close()
     assert not status_line(engine).startswith("⏳")
 
@@ -90,3 +94,35 @@ def test_a_model_set_loads_once_however_many_requests_ask_at_once_and_a_failure_
     for t in threads:
         t.join()
     assert len(calls) == 2 and len({id(g) for g in got}) == 1 and once.loaded is got[0]
+
+
+def test_a_slow_diffusion_model_load_does_not_hold_up_another_model(monkeypatch):
+    """A slow load (a hub model) blocks only the requests for that model: another loads and samples
+    meanwhile, and each model is still loaded once."""
+    import time
+
+    from demo_core import engine as engine_module
+    from demo_core.engine import Engine
+
+    release, calls = threading.Event(), []
+
+    def fake_load(name, device):
+        calls.append(name)
+        if name == "slow/hub-model":
+            release.wait(5)
+        return f"model {name}"
+
+    monkeypatch.setattr(engine_module, "load_ddpm", fake_load)
+    engine = object.__new__(Engine)  # only the DDPM registry is exercised
+    engine._ddpm_lock, engine._ddpms, engine.device = threading.Lock(), {}, "cpu"
+    slow = threading.Thread(target=engine.ddpm, args=("slow/hub-model",))
+    slow.start()
+    time.sleep(0.1)  # the slow load is under way
+    t0 = time.perf_counter()
+    assert engine.ddpm("emoji-ddpm") == "model emoji-ddpm"
+    assert time.perf_counter() - t0 < 1.0  # not behind the 5 s load
+    release.set()
+    slow.join()
+    assert engine.ddpm("slow/hub-model") == "model slow/hub-model"
+    assert sorted(calls) == ["emoji-ddpm", "slow/hub-model"]  # once each
+    assert sorted(engine.loaded_ddpms()) == ["model emoji-ddpm", "model slow/hub-model"]

@@ -47,7 +47,8 @@ def test_cfg_scale_0_is_the_unconditional_and_scale_1_the_conditional_prediction
 def test_unconditional_sampling_uses_the_null_condition_training_used(toy_data, tiny_clip_folder):  # noqa: F811
     from demo_core.training.emoji_data import EmojiData
     from demo_core.training.banks import caption_bank
-    from demo_core.training.train_text2img import Text2ImgConfig, make_batch, sampling_weights
+    from demo_core.training.emoji_groups import sampling_weights
+    from demo_core.training.train_text2img import Text2ImgConfig, make_batch
 
     cfg = Text2ImgConfig(batch_size=64, p_uncond=0.25, captions_per_emoji=3, image_size=16,
                          clip_spec=f"local-dir:{tiny_clip_folder}")
@@ -95,6 +96,29 @@ def test_clip_guidance_gradient_is_finite_and_the_guided_mean_follows_the_formul
     var = s.posterior_variance(step.t)
     mean = ddpm_step(s, x, step.t, step.eps, None, clip_x0=True)
     assert torch.allclose(step.x_prev, mean + 50.0 * var * grad + math.sqrt(var) * z, atol=1e-5)
+
+
+def test_ddim_clip_guidance_shifts_eps_by_the_score_gradient_and_ddpm_says_its_eps_is_unguided():
+    """DDIM: ε̂' = ε̂ − s·√(1 − ᾱ_t)·∇ (the step uses ε̂'); DDPM shifts the mean instead, so its ε̂ is the
+    model's own and the frame says so."""
+    from demo_core.diffusion.ddpm import ddim_step
+    from demo_core.diffusion.text2img_view import pieces_of
+
+    model, noised = tiny_model(), _TinyNoisedClip()
+    cond = torch.nn.functional.normalize(torch.randn(16), dim=0)
+    s, x, step = _first_step(model, "clip", 50.0, cond, noised=noised, sampler="ddim")
+    with torch.inference_mode():
+        eps = model(x, torch.full((2,), step.t - 1), model.null(2))
+    grad, _ = clip_score_grad(noised, x, step.t, cond.expand(2, -1))
+    guided = eps - 50.0 * math.sqrt(1 - float(s.alpha_bars[step.t])) * grad
+    assert torch.allclose(step.eps, guided, atol=1e-5) and step.eps_guided
+    assert torch.allclose(step.x_prev, ddim_step(s, x, step.t, step.t - 20 // 5, guided, None, clip_x0=True),
+                          atol=1e-5)
+    assert "guided ε̂ (what the step uses)" in [c for _, c in pieces_of(step)]
+    _, _, ddpm = _first_step(model, "clip", 50.0, cond, noised=noised, sampler="ddpm")
+    assert not ddpm.eps_guided
+    captions = [c for _, c in pieces_of(ddpm)]
+    assert "guided ε̂ (what the step uses)" not in captions and any("unguided" in c for c in captions)
 
 
 def test_a_guidance_sweep_is_one_run_from_one_noise():
@@ -146,3 +170,38 @@ def test_the_same_trainer_makes_unclips_decoder_conditioned_on_image_embeddings(
     assert result["steps"] == 2
     model = load_cond_model(tmp_path / "out")
     assert model.cfg.embed_dim == 16 and model.cfg.condition == "image"
+
+
+@pytest.mark.parametrize("setting,value,msg", [("scale", float("nan"), "finite"), ("scale", float("inf"), "finite"),
+                                               ("inspect", float("nan"), "finite"), ("steps", 2.5, "whole number")])
+def test_engine_refuses_non_finite_and_fractional_settings(setting, value, msg, tmp_path):
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.engine import Engine
+    from demo_core.errors import InputError
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
+                    dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    with pytest.raises(InputError, match=msg):
+        next(engine.text2img("a heart", **{setting: value}))
+
+
+def test_stop_ends_the_run_after_its_step_and_keeps_what_was_made(tmp_path):
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.engine import Engine
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
+                    dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    updates = []
+    for u in engine.text2img("a heart", sampler="DDPM", n=2, stop_key="session-a"):
+        updates.append(u)
+        if len(updates) == 3:
+            engine.stop("session-b")  # another session's Stop does nothing here
+        if len(updates) == 5:
+            engine.stop("session-a")
+    final = updates[-1]
+    assert final.final and final.stopped and final.index == 4 and final.total == 50
+    assert len(final.images) == 2 and engine.running == 0

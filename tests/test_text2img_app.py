@@ -33,12 +33,15 @@ def test_prompt_alone_gives_images_first(client):
 
 
 def test_each_guidance_method_runs_and_shows_its_pieces(client):
-    for method, piece in (("classifier-free guidance", "ε̂(x_t, ∅)"), ("CLIP guidance (noised CLIP)", "CLIP score"),
-                          ("none (unconditional)", "guided ε̂")):
+    shows = {"classifier-free guidance": {"ε̂(x_t, ∅)"}, "CLIP guidance (noised CLIP)": {"CLIP score"},
+             "none (unconditional)": set()}
+    for method, own in shows.items():
         images, _, _, pieces, _, status = client.predict("a smiling face", "", method, 2.0, "DDIM", 5, 1, 2, 0.5,
                                                          api_name="/text2img")
         assert len(images) == 2 and "done" in status
-        assert any(piece in (p["caption"] or "") for p in pieces), (method, [p["caption"] for p in pieces])
+        captions = " | ".join(p["caption"] or "" for p in pieces)
+        for piece in {"ε̂(x_t, ∅)", "CLIP score"}:  # each method shows its own pieces and not the others'
+            assert (piece in captions) == (piece in own), (method, captions)
 
 
 def test_sweep_gives_one_image_per_scale(client):
@@ -57,38 +60,3 @@ def test_bad_input_gets_a_plain_message(client, args, msg):
     with pytest.raises(Exception) as e:
         client.predict(*args, api_name="/text2img")
     assert msg in str(e.value)
-
-
-@pytest.mark.parametrize("setting,value,msg", [("scale", float("nan"), "finite"), ("scale", float("inf"), "finite"),
-                                               ("inspect", float("nan"), "finite"), ("steps", 2.5, "whole number")])
-def test_engine_refuses_non_finite_and_fractional_settings(setting, value, msg, tmp_path):
-    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
-    from demo_core.engine import Engine
-    from demo_core.errors import InputError
-
-    torch.manual_seed(0)
-    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
-                    dtype=torch.float32)
-    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
-    with pytest.raises(InputError, match=msg):
-        next(engine.text2img("a heart", **{setting: value}))
-
-
-def test_stop_ends_the_run_after_its_step_and_keeps_what_was_made(tmp_path):
-    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
-    from demo_core.engine import Engine
-
-    torch.manual_seed(0)
-    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
-                    dtype=torch.float32)
-    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
-    updates = []
-    for u in engine.text2img("a heart", sampler="DDPM", n=2, stop_key="session-a"):
-        updates.append(u)
-        if len(updates) == 3:
-            engine.stop("session-b")  # another session's Stop does nothing here
-        if len(updates) == 5:
-            engine.stop("session-a")
-    final = updates[-1]
-    assert final.final and final.stopped and final.index == 4 and final.total == 50
-    assert len(final.images) == 2 and engine.running == 0

@@ -44,3 +44,42 @@ def test_a_drawing_on_a_transparent_canvas_becomes_dark_strokes_on_white():
     assert pts[:, 1].std() > 3 * pts[:, 0].std()  # a vertical bar, as drawn
     with pytest.raises(InputError, match="Draw a shape"):
         toy2d.drawing_to_gray(None)
+
+
+def test_concurrent_runs_with_different_seeds_each_reproduce_their_own_result():
+    """Two requests at once must not reseed each other: each equals its single-request result."""
+    import sys
+    import threading
+
+    from demo_core.diffusion import toy2d
+
+    points = torch.randn(256, 2, generator=torch.Generator().manual_seed(0))
+
+    def first_weights(seed):
+        run = toy2d.train(points, steps=1, batch=8, seed=seed)
+        next(run)  # one step done
+        model = next(run)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    alone = {seed: first_weights(seed) for seed in (1, 2)}
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so an unguarded global seed races
+    try:
+        results, errors = {}, []
+
+        def worker(seed, rep):
+            try:
+                results[(seed, rep)] = first_weights(seed)
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(seed, rep)) for rep in range(6) for seed in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors
+    for (seed, _), w in results.items():
+        assert torch.equal(w, alone[seed]), f"seed {seed} got another request's weights"

@@ -30,7 +30,7 @@ def toy_data(tmp_path):
 
 
 def _cfg(steps):
-    return TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup=2, checkpoint_every=2,
+    return TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup=2, checkpoint_every=2, styles="noto",
                        model=MiniClipConfig(embed_dim=16, image_size=32, vision_layers=(1, 1, 1, 1),
                                             vision_width=8, context_length=16, text_width=16, text_heads=2,
                                             text_layers=1))

@@ -42,7 +42,10 @@ def test_text_goes_through_the_prior_to_nearest_gallery_images_and_decoded_image
     first, last = updates[0], updates[-1]
     assert first.stage == "embeddings" and first.x_t is None  # the embeddings come before any decoding
     assert first.text.shape == (128,) and first.condition.shape == (3, 128)
-    assert torch.allclose(first.condition.norm(dim=-1), torch.ones(3), atol=1e-4)  # unit image embeddings
+    from demo_core.diffusion.unclip import prior_embeddings
+
+    drawn = prior_embeddings(engine.loaded_unclip, first.text, 3, 1)  # the prior's draws for this text and seed
+    assert torch.allclose(first.condition, drawn, atol=1e-5)
     assert len(first.cos_to_text) == 3 and all(-1 <= c <= 1 for c in first.cos_to_text)
     assert len(first.nearest) == 6 and first.nearest[0].score >= first.nearest[-1].score  # real gallery images
     assert [u.index for u in updates[1:]] == [0, 1, 2, 3, 4, 4]  # every DDIM step streamed, then the final
@@ -74,13 +77,31 @@ def test_interpolation_ends_at_both_pictures_with_one_noise(engine):
     cond, last = updates[-1].condition, updates[-1]
     assert torch.allclose(cond[0], a, atol=1e-5) and torch.allclose(cond[-1], b, atol=1e-5)
     assert last.labels == ["u = 0.00", "u = 0.33", "u = 0.67", "u = 1.00"]
+    # each caption gives the decoded picture's cosine to A and to B (not to its own point on the path)
+    emb = clip.encode_images(last.images)
+    for caption, e in zip(last.captions, emb):
+        assert caption.endswith(f"· A {float(e @ a):.2f} · B {float(e @ b):.2f}"), caption
     # w = 0 ignores the embedding: one shared x_T then gives the same image all along the strip
     assert len({im.tobytes() for im in last.images}) == 1
 
 
 def test_interpolation_towards_a_prompt_goes_through_the_prior(engine):
-    last = _final(engine.interpolate(str(PICTURE), None, "a yellow face", points=3, steps=5))[-1]
+    from demo_core.diffusion.unclip import prior_embeddings
+
+    last = _final(engine.interpolate(str(PICTURE), None, "a yellow face", points=3, steps=5, seed=4))[-1]
+    models = engine.loaded_unclip
+    text = models.clip.encode_texts(["a yellow face"])[0]
+    far_end = prior_embeddings(models, text, 1, 4)[0]  # the prior's image embedding for the prompt, same seed
+    assert torch.allclose(last.condition[-1], far_end, atol=1e-5)
+    assert float(far_end @ text) < 0.99  # it is the prior's answer, not the text embedding itself
     assert len(last.images) == 3
+
+
+def test_interpolation_refuses_picture_b_and_a_prompt_together(engine):
+    from demo_core.errors import InputError
+
+    with pytest.raises(InputError, match="not both"):
+        _final(engine.interpolate(str(PICTURE), str(EXAMPLES / "dog.png"), "a yellow face", points=3, steps=5))
 
 
 def test_decoder_guidance_limits(engine):
@@ -101,7 +122,7 @@ def test_decoder_guidance_limits(engine):
 
 @pytest.mark.parametrize("call,msg", [
     (lambda e: e.variations(None), "No image given"),
-    (lambda e: e.variations(str(EXAMPLES.parent / "models" / "mini-clip" / "README.md")), "not an image"),
+    (lambda e: e.variations(str(EXAMPLES.parent / "models" / "mini-clip" / "open_clip_config.json")), "not an image"),
     (lambda e: e.interpolate(str(PICTURE)), "second picture, or a prompt"),
     (lambda e: e.unclip(""), "Type a prompt"),
     (lambda e: e.unclip("a heart", scale=float("nan")), "finite"),

@@ -41,7 +41,8 @@ def test_two_pictures_interpolate(client):
 
     strip, _, _, status = client.predict(handle_file(str(EXAMPLES / "cat.png")), handle_file(str(EXAMPLES / "dog.png")),
                                          "", 3, 0, 3.0, 5, api_name="/interpolate")
-    assert [im["caption"].split(" · ")[0] for im in strip] == ["u = 0.00", "u = 0.50", "u = 1.00"]
+    assert [im["caption"].split(" · ")[0] for im in strip] == ["u 0.00", "u 0.50", "u 1.00"]
+    assert all(" · A " in im["caption"] and " · B " in im["caption"] for im in strip)
 
 
 def test_why_a_prior_decodes_both_from_one_seed(client):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from typing import Callable
+import time
+from typing import Callable, Iterable, Iterator
 
 import gradio as gr
 
@@ -34,11 +35,36 @@ EXAMPLES = ASSETS / "examples"
 
 # Light requests (a search over a loaded index, a classification with cached labels: tens of milliseconds)
 # share one pool of LIGHT_CONCURRENCY at a time; model runs (diffusion, training) keep the app's default
-# of 2 per event. DEMO_LEGACY_QUEUE=1 restores the serving before issue 10 (every event 2 at a time,
+# of 2 per event. DEMO_LEGACY_QUEUE=1 restores the older serving (every event 2 at a time,
 # thumbnails copied into Gradio's cache on every answer), for bench/bench_load.py's before/after.
 LEGACY_QUEUE = os.environ.get("DEMO_LEGACY_QUEUE") == "1"
 LIGHT_CONCURRENCY = int(os.environ.get("DEMO_LIGHT_CONCURRENCY", 8))
 LIGHT = {} if LEGACY_QUEUE else {"concurrency_limit": LIGHT_CONCURRENCY, "concurrency_id": "light"}
+FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
+
+
+def throttled(updates: Iterable, must_show: Callable = lambda u: u.final) -> Iterator:
+    """The updates worth sending to the browser: at most one every FRAME_INTERVAL_S, and every one that
+    `must_show` picks (the final answer, which carries every output)."""
+    shown = 0.0
+    for u in updates:
+        if must_show(u) or time.time() - shown > FRAME_INTERVAL_S:
+            shown = time.time()
+            yield u
+
+
+def session_key(request) -> str | None:
+    """Whose run this is, for the Stop button (None: an API call without a browser session)."""
+    return request.session_hash if request else None
+
+
+def stop_button(button, engine) -> None:
+    """Wire a Stop button: this session's running samplers end after their current step, keeping what
+    was made so far."""
+    def stop(request: gr.Request):
+        engine.stop(request.session_hash)
+
+    button.click(handler(stop), None, None, api_visibility="private")
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 

@@ -2,7 +2,6 @@
 of a DDPM streamed step by step (API `sample`), and toy 2-D diffusion trained live (API `toy2d`)."""
 from __future__ import annotations
 
-import time
 
 import gradio as gr
 import numpy as np
@@ -15,10 +14,9 @@ from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
 from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
-                       seed_box)
+                       seed_box, session_key, stop_button, throttled)
 
-FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
-LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (diffusers' default)"
+LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (DDIM: ε̂ from the clipped x̂₀)"
 
 
 def forward(image, t: int, schedule: str, T: int, seed: int = 0):
@@ -27,6 +25,11 @@ def forward(image, t: int, schedule: str, T: int, seed: int = 0):
     ab = v.alpha_bar
     info = (f"**{v.schedule}**, T = {v.T}, t = {v.t}: ᾱ_t = {ab:.4f} · signal √ᾱ_t = {ab ** 0.5:.3f} · "
             f"noise √(1−ᾱ_t) = {(1 - ab) ** 0.5:.3f}" + (f" · SNR = {ab / (1 - ab):.3g}" if v.t else ""))
+    end = v.signal_at_T[v.schedule]
+    if end > 0.05:  # x_T is meant to be pure noise; here it is not
+        info += (f"\n\n⚠️ At T = {v.T} the {v.schedule} schedule ends at √ᾱ_T = {end:.2f}: x_T still shows the "
+                 "image. DDPM's linear β range (10⁻⁴ → 0.02) was chosen for T = 1000; Improved DDPM scales it by "
+                 "1000/T, and the cosine schedule reaches noise at any T (the SNR plot's last point shows it).")
     curves = pd.DataFrame(v.curves)
     snr = curves["curve"].str.startswith("log10")
     return v.x_t, info, v.strips["linear"], v.strips["cosine"], curves[~snr], curves[snr]
@@ -103,16 +106,9 @@ def build(engine: Engine) -> None:
         note = hub_note(engine.ddpm(model_name))
         if note:
             gr.Info(note)
-        shown = 0.0
-        for u in engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
-                               clip_x0=x0_rule != LITERAL, stop_key=request.session_hash if request else None):
-            if u.final or time.time() - shown > FRAME_INTERVAL_S:
-                shown = time.time()
-                yield _outputs(u)
-
-    def stop(request: gr.Request):
-        """The Stop button: the session's running sampler ends after its current step, keeping its frames."""
-        engine.stop(request.session_hash)
+        for u in throttled(engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
+                                         clip_x0=x0_rule != LITERAL, stop_key=session_key(request))):
+            yield _outputs(u)
 
     gr.Markdown("### Forward process: watch noise destroy an image\nPick an image, then drag *t*.")
     with gr.Row():
@@ -121,7 +117,8 @@ def build(engine: Engine) -> None:
                                value=str(EXAMPLES / "cat.png") if (EXAMPLES / "cat.png").exists() else None,
                                elem_id="f-image", height=256)
             f_sched = gr.Radio(list(forward_view.SCHEDULES), value="linear", label="Schedule")
-            f_T = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
+            f_T = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)",
+                            info="the linear β range 10⁻⁴ → 0.02 was chosen for T = 1000; at small T it ends short of noise")
             f_t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="f-t")
             f_run = gr.Button("Show x_t", variant="primary", elem_id="f-run")
         with gr.Column(scale=2):
@@ -168,7 +165,7 @@ def build(engine: Engine) -> None:
     r_gif = gr.File(label="Download the run as a GIF", height=80, elem_id="r-gif")
     r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
                 [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif], api_name="sample")
-    r_stop.click(stop, None, None, api_visibility="private")
+    stop_button(r_stop, engine)
 
     gr.Markdown("### Toy 2-D diffusion: train a model live and watch points denoise\n"
                 "A small MLP learns ε̂(x_t, t) for 2-D points in seconds (Algorithm 1); then 800 points "

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo_core.engine import MAX_RESULTS, Engine, Found
+from demo_core.engine import MAX_RESULTS, Engine, Found, Results
 from ui.common import LIGHT, file_path, handler, model_handler, serve_as_is
 from ui.status import index_summary
 
 
 def _results(found: list[Found]) -> tuple[list, list[int]]:
-    """Gallery items (thumbnail, "name · score") and the results' index ids, for "more like this"."""
-    return [(str(f.thumbnail), f"{f.name} · {f.score:.3f}") for f in found], [f.id for f in found]
+    """Gallery items (thumbnail, "score · name": the score first, so a long name never hides it) and the
+    results' index ids, for "more like this"."""
+    return [(str(f.thumbnail), f"{f.score:.3f} · {f.name}") for f in found], [f.id for f in found]
+
+
+def _noted(details: str, found: Results) -> str:
+    """The details line, with the note on hits that could not be shown: in the answer itself (an API
+    caller sees it there) and as a warning toast in the browser."""
+    if not found.note:
+        return details
+    gr.Warning(found.note)
+    return f"{details}\n\n⚠️ {found.note}"
 
 
 def build(engine: Engine) -> None:
@@ -20,26 +30,30 @@ def build(engine: Engine) -> None:
         terms, found = engine.search_text(query, index_name, k)
         items, ids = _results(found)
         shown = " ".join(f"{'+' if t.weight >= 0 else '−'} {abs(t.weight):g}·“{t.text}”" for t in terms).lstrip("+ ")
-        return items, f"query vector = normalise({shown}) · {len(items)} results from {index_name}", ids
+        return items, _noted(f"query vector = normalise({shown}) · {len(items)} results from {index_name}", found), ids
 
     def search_image(image, index_name: str, k: int):
         """Image search: the images nearest to an uploaded one. Returns (results, details, hit ids)."""
-        items, ids = _results(engine.search_image(file_path(image), index_name, k))
-        return items, f"{len(items)} images nearest to the uploaded one, from {index_name}", ids
+        found = engine.search_image(file_path(image), index_name, k)
+        items, ids = _results(found)
+        return items, _noted(f"{len(items)} images nearest to the uploaded one, from {index_name}", found), ids
 
     def more_like(ids: list[int], index_name: str, k: int, evt: gr.SelectData):
         """Clicking a result searches with that image's stored vector ("more like this")."""
         i = evt.index
         if not ids or not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(ids):
             raise gr.Error("Click one of the results first.")
-        items, new_ids = _results(engine.more_like(index_name, ids[i], k))
-        return items, f"more like result #{i + 1} · {len(items)} results", new_ids
+        found = engine.more_like(index_name, ids[i], k)
+        items, new_ids = _results(found)
+        # a new list: the large preview of the clicked result closes (it would show another picture now)
+        return (gr.Gallery(value=items, selected_index=None),
+                _noted(f"more like result #{i + 1} · {len(items)} results", found), new_ids)
 
     def stats(name: str) -> str:
         engine.wait_ready()  # the bundled gallery's index is settled by the loader
         return index_summary(engine, name)
 
-    names = engine.index_names()
+    names = engine.index_names()  # the first named with --index / DEMO_INDEX, else the bundled gallery
     with gr.Row():
         index_pick = gr.Dropdown(names, value=names[0] if names else None, label="Index", scale=2, elem_id="s-index")
         k = gr.Slider(1, MAX_RESULTS, value=12, step=1, label="Results", scale=1)

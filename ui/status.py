@@ -38,9 +38,10 @@ def status_line(engine: Engine) -> str:
 def status_panel(engine: Engine) -> str:
     """Device, models and why, indexes, startup and versions: what a bug report needs."""
     clip = engine.loaded_clip
-    lines = ["| | |", "|---|---|",
+    lines = ["| part | state |", "|---|---|",
              f"| device | {engine.device.describe()}: {engine.device.reason} |",
-             f"| CLIP model | {clip.name if clip else '(loading)'}: {engine.resolution.reason} |"]
+             # the resolution's reason starts with the model's name
+             f"| CLIP model | {engine.resolution.reason}{'' if clip else ' (loading)'} |"]
     if clip:
         lines.append(f"| CLIP details | {clip.embed_dim}-d embeddings, {clip.image_size}px input, "
                      f"learned exp(t) = {clip.logit_scale:.2f} |")

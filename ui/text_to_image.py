@@ -2,16 +2,14 @@
 unconditional model steered by a noised CLIP (API `text2img`, and `text2img_sweep` for a guidance sweep)."""
 from __future__ import annotations
 
-import time
 
 import gradio as gr
 import pandas as pd
 
 from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate, noised_clip_curve
 from demo_core.engine import Engine
-from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler, seed_box
+from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler, seed_box, session_key, stop_button, throttled
 
-FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second
 
 
 def _status(u: Text2ImgUpdate) -> str:
@@ -45,14 +43,11 @@ def build(engine: Engine) -> None:
                  sampler: str = "DDIM", steps: int = 50, seed: int = 0, n: int = 4, inspect: float = 0.3,
                  request: gr.Request = None):
         """Generate images from a prompt, streaming x_t and x̂₀; the first output is the list of images."""
-        shown = 0.0
-        for u in engine.text2img(prompt, negative=negative, method=METHODS.get(method, method), scale=scale,
-                                 sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
-                                 stop_key=request.session_hash if request else None):
-            if u.final or time.time() - shown > FRAME_INTERVAL_S:
-                shown = time.time()
-                yield ([(im, f"image {i + 1}") for i, im in enumerate(u.images)] if u.final else gr.skip(),
-                       u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u))
+        for u in throttled(engine.text2img(prompt, negative=negative, method=METHODS.get(method, method),
+                                           scale=scale, sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
+                                           stop_key=session_key(request))):
+            yield ([(im, f"image {i + 1}") for i, im in enumerate(u.images)] if u.final else gr.skip(),
+                   u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u))
 
     def sweep(prompt: str, method: str = "classifier-free guidance", scale: float = 3.0, sampler: str = "DDIM",
               steps: int = 50, seed: int = 0, request: gr.Request = None):
@@ -61,18 +56,11 @@ def build(engine: Engine) -> None:
         if method == "none":
             raise gr.Error("A guidance sweep needs guidance: choose classifier-free or CLIP guidance.")
         unit = float(scale) if method == "clip" else 1.0
-        shown = 0.0
-        for u in engine.text2img(prompt, method=method, scale=scale, sampler=sampler, steps=steps, seed=seed,
-                                 sweep=True, stop_key=request.session_hash if request else None):
-            if u.final or time.time() - shown > FRAME_INTERVAL_S:
-                shown = time.time()
-                labels = [f"scale {w * unit:g}" for w in SWEEP_SCALES]
-                yield ([(im, lab) for im, lab in zip(u.images, labels)] if u.final else gr.skip(), u.x_t,
-                       "Sweep: " + _status(u))
-
-    def stop(request: gr.Request):
-        """The Stop button: this session's run ends after its current step, keeping what was made."""
-        engine.stop(request.session_hash)
+        labels = [f"scale {w * unit:g}" for w in SWEEP_SCALES]
+        for u in throttled(engine.text2img(prompt, method=method, scale=scale, sampler=sampler, steps=steps, seed=seed,
+                                           sweep=True, stop_key=session_key(request))):
+            yield ([(im, lab) for im, lab in zip(u.images, labels)] if u.final else gr.skip(), u.x_t,
+                   "Sweep: " + _status(u))
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -113,4 +101,4 @@ def build(engine: Engine) -> None:
               [images, x_t, x0, pieces, scores, status], api_name="text2img")
     run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
                     [swept, x_t, status], api_name="text2img_sweep")
-    halt.click(handler(stop), None, None, api_visibility="private")
+    stop_button(halt, engine)

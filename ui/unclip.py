@@ -2,16 +2,15 @@
 (API endpoints `unclip`, `unclip_compare`, `variations` and `interpolate`)."""
 from __future__ import annotations
 
-import time
 
 import gradio as gr
 import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
 from demo_core.engine import Engine
-from ui.common import EXAMPLES, LATEX, file_path, handler, model_handler, seed_box, serve_as_is
+from ui.common import (EXAMPLES, LATEX, file_path, model_handler, seed_box, serve_as_is, session_key,
+                       stop_button, throttled)
 
-FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second
 EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
 EXAMPLE_PICTURES += [EXAMPLES / "cat.png"]  # and one on a soft background, as the other tabs show it
 
@@ -47,20 +46,19 @@ def _embedding_plot(u: UnclipUpdate, name: str) -> pd.DataFrame:
 
 
 def _captioned(u: UnclipUpdate, prefix: str) -> list:
+    if u.captions:
+        return list(zip(u.images, u.captions))
     labels = u.labels or [f"{prefix} {i + 1}" for i in range(len(u.images))]
     return [(im, f"{lab} · cos {c:.2f}") for im, lab, c in zip(u.images, labels, u.cos_to_source)]
 
 
 def build(engine: Engine) -> None:
     def stream(updates, what: str, prefix: str, plot_name: str, extra=lambda u: ()):
-        shown = 0.0
-        for u in updates:
-            if u.stage == "embeddings" or u.final or time.time() - shown > FRAME_INTERVAL_S:
-                shown = time.time()
-                whole = u.stage == "embeddings" or u.final  # the final answer carries every output (API callers)
-                yield (_captioned(u, prefix) if u.final else gr.skip(),
-                       _embedding_plot(u, plot_name) if whole else gr.skip(),
-                       u.x_t if u.x_t is not None else gr.skip(), _status(u, what), *extra(u))
+        for u in throttled(updates, lambda u: u.stage == "embeddings" or u.final):
+            whole = u.stage == "embeddings" or u.final  # the final answer carries every output (API callers)
+            yield (_captioned(u, prefix) if u.final else gr.skip(),
+                   _embedding_plot(u, plot_name) if whole else gr.skip(),
+                   u.x_t if u.x_t is not None else gr.skip(), _status(u, what), *extra(u))
 
     def unclip(prompt: str, n: int = 4, seed: int = 0, scale: float = 3.0, prior_scale: float = 1.0,
                steps: int = 50, request: gr.Request = None):
@@ -74,7 +72,7 @@ def build(engine: Engine) -> None:
                     [(str(f.thumbnail), f"{f.name} · {f.score:.2f}") for f in u.nearest])
 
         yield from stream(engine.unclip(prompt, n=n, seed=seed, scale=scale, prior_guidance=prior_scale, steps=steps,
-                                        stop_key=request.session_hash if request else None),
+                                        stop_key=session_key(request)),
                           "unCLIP", "image", "prior's image embedding (image 1)", extra)
 
     def compare(prompt: str, seed: int = 0, scale: float = 3.0, steps: int = 50, request: gr.Request = None):
@@ -83,7 +81,7 @@ def build(engine: Engine) -> None:
         made, line = {}, ""
         for key, what in (("prior", "with the prior"), ("no prior", "the text embedding fed directly")):
             for u in engine.unclip(prompt, n=4, seed=seed, scale=scale, steps=steps, use_prior=key == "prior",
-                                   stop_key=request.session_hash if request else None):
+                                   stop_key=session_key(request)):
                 line = _status(u, what)
                 if u.final:
                     made[key] = _captioned(u, key)
@@ -97,21 +95,19 @@ def build(engine: Engine) -> None:
         """Variations of a picture: its image embedding decoded from n seeds. The first output is the list of
         images (captioned with their mini-CLIP cosine to the picture), then the embedding, x_t and status."""
         yield from stream(engine.variations(file_path(image), n=n, seed=seed, scale=scale, steps=steps,
-                                            stop_key=request.session_hash if request else None),
+                                            stop_key=session_key(request)),
                           "Variations", "variation", "decoded from")
 
     def interpolate(image_a, image_b=None, prompt_b: str = "", points: int = 7, seed: int = 0, scale: float = 3.0,
                     steps: int = 50, request: gr.Request = None):
         """Slerp from picture A to picture B (or to a prompt's prior embedding), one seed for the strip.
-        The first output is the list of images (captioned with u and their cosine to A's embedding)."""
+        The first output is the list of images, captioned with u and each picture's mini-CLIP cosine to A and
+        to B. Picture B and a prompt together are refused: the path has one far end."""
         yield from stream(engine.interpolate(file_path(image_a), file_path(image_b), prompt_b, points=points, seed=seed,
                                              scale=scale, steps=steps,
-                                             stop_key=request.session_hash if request else None),
+                                             stop_key=session_key(request)),
                           "Interpolation", "point", "first point")
 
-    def stop(request: gr.Request):
-        """The Stop button: this session's run ends after its current step, keeping what was made."""
-        engine.stop(request.session_hash)
 
     def gap_plot():
         engine.wait_ready()
@@ -185,7 +181,7 @@ def build(engine: Engine) -> None:
         with gr.Row():
             int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
-        strip = gr.Gallery(label="The path from A to B (u, and cos to A)", columns=MAX_POINTS, height=160,
+        strip = gr.Gallery(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)", columns=MAX_POINTS, height=160,
                            elem_id="u-strip")
 
     gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
@@ -197,4 +193,4 @@ def build(engine: Engine) -> None:
                   [var_images, var_emb, var_xt, var_status], api_name="variations", preprocess=False)
     run_int.click(model_handler(interpolate, duration=120), [pic_a, pic_b, prompt_b, points, seed, w, steps],
                   [strip, int_emb, int_xt, int_status], api_name="interpolate", preprocess=False)
-    halt.click(handler(stop), None, None, api_visibility="private")
+    stop_button(halt, engine)

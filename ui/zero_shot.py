@@ -1,6 +1,9 @@
 """Zero-shot labels: an image and typed labels in, label probabilities out (API endpoint `classify`)."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import gradio as gr
 
 from demo_core.clip.model import DEFAULT_TEMPLATES, parse_labels, parse_templates
@@ -62,8 +65,9 @@ def build(engine: Engine) -> None:
     gr.Markdown(ZERO_SHOT_FORMULA, latex_delimiters=LATEX)
     examples = [[str(EXAMPLES / f), text] for f, text in EXAMPLE_LABELS if (EXAMPLES / f).exists()]
     if examples:
-        gr.Examples(examples, inputs=[image, labels], label="Examples (held-out emoji the model never saw)",
-                    fn=model_handler(classify_example), outputs=[probs, table, details], cache_examples=True,
-                    cache_mode="lazy", api_visibility="private")
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio prints where it will cache; the console is ours
+            gr.Examples(examples, inputs=[image, labels], label="Examples",
+                        fn=model_handler(classify_example), outputs=[probs, table, details], cache_examples=True,
+                        cache_mode="lazy", api_visibility="private")
     run.click(model_handler(classify), [image, labels, templates, ensemble], [probs, table, details],
               api_name="classify", preprocess=False, **LIGHT)

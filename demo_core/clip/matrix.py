@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..images import load_image
 from ..inputs import MAX_SEED, check_number, check_seed, check_text
 from ..registry import ASSETS
+from ..runs import seeded
 from .contrastive import contrastive_loss, contrastive_step, l2_normalize
 from .mini import MiniClipConfig, build_model, normalize
 
@@ -59,7 +60,7 @@ def gallery_pairs(root: Path = GALLERY) -> list[Pair]:
 
     pairs = []
     for path in sorted(root.rglob("*.png")) + sorted(root.rglob("*.jpg")):
-        stem = path.stem
+        stem = path.stem.split("__")[0]  # other art styles: dog__twemoji.png is "dog"
         caption = PHOTO_CAPTIONS.get(stem) or stem.replace("_", " ")
         with Image.open(path) as im:
             pairs.append(Pair(im.convert("RGB"), caption, path.name))
@@ -227,8 +228,7 @@ def train_live(shown: Sequence[Pair], pool: Sequence[Pair], steps: int = 300, ba
     seed = check_seed(seed)
     cfg = tiny_config()
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = build_model(cfg)
+    model = seeded(seed, lambda: build_model(cfg))
     tok = SimpleTokenizer(context_length=cfg.context_length)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     shown_px, shown_tok = _pixels([p.image for p in shown], cfg.image_size), tok([p.caption for p in shown])

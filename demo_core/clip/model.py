@@ -7,6 +7,7 @@ similarity to every label, times the learned scale exp(t), goes through a softma
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,12 +17,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..device import DeviceChoice, pick_device
-from ..errors import InputError
+from ..errors import InputError, ModelUnavailable
 from ..inputs import check_text
 from ..registry import ClipSpec, Resolution, clip_source, parse_clip_spec
 
@@ -37,6 +39,9 @@ DEFAULT_TEMPLATES = (
     "an icon of a {}",
     "a cartoon of a {}",
 )
+# The search box's query template, for models whose folder does not name one (open_clip_config.json
+# "demo_meta": {"search_template": ...}, chosen where the model is measured: bench/gallery_queries.py).
+SEARCH_TEMPLATE = "a photo of {}."
 MAX_LABELS = 1000
 MAX_LABEL_CHARS = 200
 MAX_TEMPLATES = 20
@@ -118,12 +123,26 @@ class ZeroShotResult:
         return 1.0 / self.logit_scale
 
 
+def _search_template(spec: ClipSpec) -> str:
+    """The query template a local model's folder records (its own measured choice), else SEARCH_TEMPLATE."""
+    if spec.kind != "local":
+        return SEARCH_TEMPLATE
+    config = Path(spec.model_name.removeprefix("local-dir:")) / "open_clip_config.json"
+    try:
+        template = json.loads(config.read_text()).get("demo_meta", {}).get("search_template")
+    except (OSError, ValueError):
+        logger.warning("could not read the search template from %s", config, exc_info=True)
+        return SEARCH_TEMPLATE
+    return template if isinstance(template, str) and template.count("{}") == 1 else SEARCH_TEMPLATE
+
+
 class ClipModel:
     """An open_clip model on a device, with batched encoders and a text-embedding cache."""
 
     def __init__(self, model, preprocess, tokenizer, spec: ClipSpec, device: DeviceChoice,
-                 cache_bytes: int = TEXT_CACHE_BYTES):
+                 cache_bytes: int = TEXT_CACHE_BYTES, search_template: str = SEARCH_TEMPLATE):
         self.model = model.eval()
+        self.search_template = search_template
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.spec = spec
@@ -145,12 +164,20 @@ class ClipModel:
         dev = device if isinstance(device, DeviceChoice) else pick_device(device)
         source = clip_source(spec)  # a cached hub model is loaded from its cached files: no request
         t0 = time.perf_counter()
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            source.model_name, pretrained=source.pretrained, device=dev.device, precision=_precision(dev),
-            **source.kwargs)
-        tokenizer = open_clip.get_tokenizer(source.model_name)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                source.model_name, pretrained=source.pretrained, device=dev.device, precision=_precision(dev),
+                **source.kwargs)
+            tokenizer = open_clip.get_tokenizer(source.model_name)
+        except Exception as e:  # noqa: BLE001 - a damaged folder or download fails in many ways; the cause is chained
+            # A bad model folder is the user's to fix: one plain message. The traceback stays on the
+            # exception (the app's loader logs it) and in the debug log.
+            logger.debug("loading CLIP %s from the %s failed", spec.display, source.where, exc_info=True)
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ModelUnavailable(f"The CLIP model {spec.display} could not be loaded from the {source.where} "
+                                   f"({why}); check the spec, or use a complete open_clip folder.") from e
         logger.info("loaded CLIP %s from the %s in %.1f s", spec.display, source.where, time.perf_counter() - t0)
-        return cls(model, preprocess, tokenizer, spec, dev)
+        return cls(model, preprocess, tokenizer, spec, dev, search_template=_search_template(spec))
 
     @property
     def name(self) -> str:
@@ -250,3 +277,26 @@ def _precision(dev: DeviceChoice) -> str:
         return "fp32"
     return "bf16" if dev.dtype == torch.bfloat16 else "fp16"
 
+
+def prompt_tokens(clip: "ClipModel", prompt: str) -> int:
+    """How many of the tokenizer's context positions `prompt` takes, start and end tokens included."""
+    encode = getattr(clip.tokenizer, "encode", None)
+    if encode is None:  # a tokenizer without a plain encode (e.g. a hub one): count what it kept
+        return int((clip.tokenizer([prompt])[0] != 0).sum())
+    return len(encode(prompt)) + 2
+
+
+def check_prompt(clip: "ClipModel", prompt, *, what: str = "prompt", required: bool = True) -> str | None:
+    """The prompt stripped, or an InputError that says what to type. Empty and optional -> None."""
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"The {what} must be text.")
+    prompt = (prompt or "").strip()
+    if not prompt:
+        if required:
+            raise InputError("Type a prompt, e.g. 'a red heart' or 'a smiling face'.")
+        return None
+    context = int(getattr(clip.tokenizer, "context_length", 77))
+    n = prompt_tokens(clip, prompt)
+    if n > context:
+        raise InputError(f"The {what} is {n - 2} tokens long; {clip.name} reads at most {context - 2}. Shorten it.")
+    return prompt

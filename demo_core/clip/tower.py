@@ -1,4 +1,4 @@
-"""Image towers for embedding a collection faster on a CPU (issue 13, part 5), and the check that
+"""Image towers for embedding a collection faster on a CPU, and the check that
 keeps them honest.
 
 A tower turns preprocessed pixels (B, 3, H, W) into L2-normalised embeddings (B, D), like

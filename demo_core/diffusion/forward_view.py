@@ -76,6 +76,7 @@ class ForwardView:
     alpha_bar: float  # ᾱ_t
     strips: dict[str, list[tuple[Image.Image, str]]]  # schedule -> x_t across t
     curves: list[dict]  # see ``curves``
+    signal_at_T: dict[str, float]  # schedule -> √ᾱ_T: how much of the image x_T still holds
 
 
 def explore(image: Image.Image, t: int, schedule: str, T: int, seed: int = 0) -> ForwardView:
@@ -91,4 +92,5 @@ def explore(image: Image.Image, t: int, schedule: str, T: int, seed: int = 0) ->
     schedules = {name: Schedule.make(name, T) for name in SCHEDULES}
     s = schedules[schedule]
     return ForwardView(to_pil(noisy(x0, s, t, seed)), schedule, T, t, float(s.alpha_bars[t]),
-                       {name: strip(x0, sch, seed) for name, sch in schedules.items()}, curves(T))
+                       {name: strip(x0, sch, seed) for name, sch in schedules.items()}, curves(T),
+                       {name: float(sch.alpha_bars[-1]) ** 0.5 for name, sch in schedules.items()})

@@ -16,7 +16,7 @@ import torch
 
 from ..device import DeviceChoice, pick_device
 from ..errors import ModelUnavailable
-from ..registry import ASSETS, cached_file, hub_offline
+from ..registry import ASSETS, cached_file, hub_offline, hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,12 @@ class DdpmModel:
 
 
 def available_ddpms() -> list[str]:
-    """Bundled models that are present, then the hub ones (usable when cached or online)."""
-    return [n for n, p in BUNDLED_DDPMS.items() if (p / "model_index.json").exists()] + list(HUB_DDPMS)
+    """Bundled models that are present, then the hub ones that can load: in the local cache, or the hub
+    answers (a model that cannot load is not offered)."""
+    bundled = [n for n, p in BUNDLED_DDPMS.items() if (p / "model_index.json").exists()]
+    cached = [n for n in HUB_DDPMS if cached_file(n, ["model_index.json"]) is not None]
+    online = not hub_offline() and len(cached) < len(HUB_DDPMS) and hub_reachable()
+    return bundled + [n for n in HUB_DDPMS if n in cached or online]
 
 
 def load_ddpm(spec: str, device: str | DeviceChoice | None = None) -> DdpmModel:
@@ -66,12 +70,13 @@ def load_ddpm(spec: str, device: str | DeviceChoice | None = None) -> DdpmModel:
         raise ModelUnavailable(f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.")
     t0 = time.perf_counter()
     try:
-        pipe = DDPMPipeline.from_pretrained(str(path) if local else spec, local_files_only=local or cached)
+        pipe = DDPMPipeline.from_pretrained(str(path) if local else spec, local_files_only=local or cached,
+                                            dtype=dev.dtype)
     except Exception as e:  # network errors, missing files, bad folders: one sentence for the user
         logger.exception("could not load the DDPM %s", spec)
         raise ModelUnavailable(f"Could not load the DDPM '{spec}': {type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200]}") from None
-    unet = pipe.unet.to(dev.device, dev.dtype).eval()
+    unet = pipe.unet.to(dev.device).eval()
     cfg = pipe.scheduler.config
     schedule = "cosine" if cfg.get("beta_schedule") == "squaredcos_cap_v2" else "linear"
     size = unet.config.sample_size

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..clip.noised import timestep_features
 from .ddpm import Schedule, ddim_step, ddim_timesteps
 
 
@@ -34,13 +35,6 @@ class PriorConfig:
     T: int = 1000
     schedule: str = "cosine"
     clip_spec: str = "mini-clip"
-
-
-def _time_features(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
-    angles = (t.float() / T * 1000)[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 class _Block(nn.Module):
@@ -67,7 +61,7 @@ class DiffusionPrior(nn.Module):
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """z_t (B, D) noisy scaled image embedding, t (B,) in 1…T, text (B, D) unit or zeros (∅) -> ẑ_0 (B, D)."""
         scale = math.sqrt(self.cfg.embed_dim)
-        h = self.inp(torch.cat([z_t, text * scale, _time_features(t, 64, self.cfg.T)], dim=1))
+        h = self.inp(torch.cat([z_t, text * scale, timestep_features(t, 64, self.cfg.T)], dim=1))
         return self.out(self.blocks(h))
 
     @torch.inference_mode()

@@ -14,25 +14,13 @@ from typing import Iterator, Literal
 import torch
 from PIL import Image
 
-from ..images import to_pil
+from ..images import grid
 from .ddpm import Schedule
 from .models import DdpmModel
 from .samplers import Step, ddim_sampler, ddpm_sampler, initial_noise
 
 SamplerName = Literal["DDPM", "DDIM"]
 MAX_KEPT = 60  # frames kept for the strip and the GIF
-DISPLAY = 128  # px; 32x32 samples are upscaled with nearest-neighbour so pixels stay visible
-
-
-def grid(batch: torch.Tensor, size: int = DISPLAY, per_row: int | None = None) -> Image.Image:
-    """(B, C, H, W) in [-1, 1] -> one image of the B samples, `per_row` a row (default: all in one
-    row), each upscaled to `size` px with nearest-neighbour."""
-    per_row = per_row or len(batch)
-    rows = (len(batch) + per_row - 1) // per_row
-    out = Image.new("RGB", (size * per_row, size * rows), "white")
-    for i, x in enumerate(batch):
-        out.paste(to_pil(x).resize((size, size), Image.NEAREST), ((i % per_row) * size, (i // per_row) * size))
-    return out
 
 
 @dataclass

@@ -37,6 +37,7 @@ class GuidedStep:
     eps_cond: torch.Tensor | None = None  # ε̂(x_t, c)
     grad: torch.Tensor | None = None  # ∇_{x_t} f(x_t, t)·g(c)   (CLIP guidance)
     clip_score: torch.Tensor | None = None  # (B,) f(x_t, t)·g(c)
+    eps_guided: bool = True  # False for DDPM with CLIP guidance: the guidance shifts the mean μ, so ε̂ is the model's
 
 
 def _per_sample(scale: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor | float:
@@ -62,7 +63,8 @@ def guided_sampler(model: TextCondUNet, s: Schedule, x_T: torch.Tensor, generato
         cond: (D,) or (B, D) unit text embedding of the prompt (needed by "cfg" and "clip").
         negative: (D,) or (B, D) embedding that replaces ∅ in CFG (a negative prompt).
         sampler: "ddpm" (Algorithm 2 over all T steps, σ² = β̃) or "ddim" (``steps`` steps, η = ``eta``).
-        clip_x0: clip x̂_0 to [−1, 1] inside the step (diffusers' default).
+        clip_x0: clip x̂_0 to [−1, 1] inside the step and take ε̂ back from the clipped x̂_0 (diffusers'
+            ``clip_sample=True`` with DDIM's ``use_clipped_model_output=True``).
     """
     b, dev = x_T.shape[0], x_T.device
     if method != "none" and cond is None:
@@ -108,5 +110,6 @@ def guided_sampler(model: TextCondUNet, s: Schedule, x_T: torch.Tensor, generato
             if grad is not None:
                 eps = clip_guided_eps(eps, float(s.alpha_bars[t]), grad, w)
             x_prev = ddim_step(s, x, t, t_prev, eps, z if eta > 0 else None, eta=eta, clip_x0=clip_x0)
-        yield GuidedStep(eps=eps, x0_hat=predict_x0(s, x, t, eps), x_prev=x_prev, **frame)
+        yield GuidedStep(eps=eps, x0_hat=predict_x0(s, x, t, eps), x_prev=x_prev,
+                         eps_guided=not (sampler == "ddpm" and grad is not None), **frame)
         x = x_prev

@@ -20,16 +20,16 @@ from typing import Callable, Iterator, Literal
 import torch
 from PIL import Image
 
-from ..clip.model import ClipModel
+from ..clip.model import ClipModel, check_prompt
 from ..clip.noised import NoisedImageTower, load_noised_clip
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
+from ..images import grid
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from ..runs import LoadOnce
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
-from .reverse_view import grid
 from .text2img import GuidedStep, guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -71,30 +71,6 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path =
     if (Path(noised_path) / "noised_clip.json").exists():
         noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
     return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name)
-
-
-def prompt_tokens(clip: ClipModel, prompt: str) -> int:
-    """How many of the tokenizer's context positions `prompt` takes, start and end tokens included."""
-    encode = getattr(clip.tokenizer, "encode", None)
-    if encode is None:  # a tokenizer without a plain encode (e.g. a hub one): count what it kept
-        return int((clip.tokenizer([prompt])[0] != 0).sum())
-    return len(encode(prompt)) + 2
-
-
-def check_prompt(clip: ClipModel, prompt, *, what: str = "prompt", required: bool = True) -> str | None:
-    """The prompt stripped, or an InputError that says what to type. Empty and optional -> None."""
-    if prompt is not None and not isinstance(prompt, str):
-        raise InputError(f"The {what} must be text.")
-    prompt = (prompt or "").strip()
-    if not prompt:
-        if required:
-            raise InputError("Type a prompt, e.g. 'a red heart' or 'a smiling face'.")
-        return None
-    context = int(getattr(clip.tokenizer, "context_length", 77))
-    n = prompt_tokens(clip, prompt)
-    if n > context:
-        raise InputError(f"The {what} is {n - 2} tokens long; {clip.name} reads at most {context - 2}. Shorten it.")
-    return prompt
 
 
 def noised_clip_curve(noised_path: str | Path = BUNDLED_NOISED_CLIP) -> list[dict]:
@@ -141,7 +117,11 @@ def pieces_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
                 (grid((diff / diff.abs().max().clamp(min=1e-12))[None]), "ε̂(x_t, c) − ε̂(x_t, ∅) (scaled to show)")]
     if step.grad is not None:
         out.append((heatmap(step.grad[i]), f"|∇ CLIP score| (score {float(step.clip_score[i]):.3f})"))
-    out += [(show(step.eps), "guided ε̂ (what the step uses)"), (grid(step.x0_hat[i : i + 1]), "x̂₀ from the guided ε̂")]
+    if step.eps_guided:
+        out += [(show(step.eps), "guided ε̂ (what the step uses)"), (grid(step.x0_hat[i : i + 1]), "x̂₀ from the guided ε̂")]
+    else:  # DDPM + CLIP guidance: the gradient moves the mean μ, the model's ε̂ is not changed
+        out += [(show(step.eps), "ε̂ (unguided: CLIP guidance shifts the mean μ)"),
+                (grid(step.x0_hat[i : i + 1]), "x̂₀ from the unguided ε̂")]
     return out
 
 

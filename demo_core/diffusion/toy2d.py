@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..inputs import check_number, check_seed
+from ..runs import seeded
 from .ddpm import Schedule, q_sample
 from .samplers import Step, ddpm_sampler, initial_noise
 
@@ -101,9 +102,8 @@ def train(points: torch.Tensor, *, steps: int = 1500, batch: int = 512, lr: floa
     """Algorithm 1 on 2-D points. Yields TrainProgress every 50 steps, then the trained model."""
     steps = check_number(steps, "Training steps", 1, MAX_STEPS, integer=True)
     seed = check_seed(seed)
-    torch.manual_seed(seed)
     s = Schedule.make("cosine", T_TOY)
-    model = model or EpsMLP()
+    model = model or seeded(seed, EpsMLP)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     running = None

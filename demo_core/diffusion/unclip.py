@@ -25,19 +25,17 @@ from typing import Callable, Iterator
 import torch
 from PIL import Image
 
-from ..clip.model import ClipModel
+from ..clip.model import ClipModel, check_prompt
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
-from ..images import load_image
+from ..images import grid, load_image
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from ..runs import LoadOnce
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
 from .prior import DiffusionPrior, load_prior, slerp
-from .reverse_view import grid
 from .text2img import guided_sampler
-from .text2img_view import check_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +100,7 @@ class UnclipUpdate:
     images: list[Image.Image] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     cos_to_source: list[float] = field(default_factory=list)  # mini-CLIP cos(decoded image, its condition)
+    captions: list[str] = field(default_factory=list)  # when set, what each image's caption says instead
 
 
 def _settings(models: UnclipModels, seed, scale, steps) -> tuple[int, float, int]:
@@ -207,6 +206,8 @@ def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str
     points = check_number(points, "The number of points", 2, MAX_POINTS, integer=True)
     t0 = time.time()
     a = image_embedding(models, image_a)
+    if image_b is not None and prompt_b is not None and str(prompt_b).strip():
+        raise InputError("Give picture B or a prompt to travel towards, not both: clear one of them.")
     if image_b is not None:
         b = image_embedding(models, image_b)
     elif prompt_b is not None and str(prompt_b).strip():
@@ -219,8 +220,11 @@ def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str
     yield UnclipUpdate("embeddings", time.time() - t0, source=a, condition=cond)
     for u in decode(models, cond, _noise(models, points, seed, shared=True), seed, scale=scale, steps=steps,
                     stop=stop, t0=t0, source=a):
-        if u.final:
+        if u.final:  # where each picture sits on the path: u, and its cosine to each end
+            emb = models.clip.encode_images(u.images)
             u.labels = [f"u = {float(x):.2f}" for x in us]
+            u.captions = [f"u {float(x):.2f} · A {float(e @ a.cpu()):.2f} · B {float(e @ b.cpu()):.2f}"
+                          for x, e in zip(us, emb)]
         yield u
 
 

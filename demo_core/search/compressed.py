@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexProblem
+from .ann import NPROBES, TARGET_RECALL
 from .store import CHUNK_BYTES, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 # in 47 bytes a vector of RAM against 4,109, and took 3× as long to build (38 s against 11 s).
 COMPRESSED_MIN_WORK = int(os.environ.get("DEMO_COMPRESSED_MIN_WORK", 2**27))
 MEMORY_BUDGET = int(os.environ.get("DEMO_INDEX_MEMORY", 2 * 2**30))  # bytes the served index may hold
-TARGET_RECALL = 0.95
-NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
 RERANK_DEPTHS = (50, 100, 200, 400, 800, 1600, 3200, 6400)
 TUNE_QUERIES = 300
 MIN_ROWS = 256  # fewer cannot train 8-bit PQ codebooks (256 centroids); exact search is instant there anyway

@@ -317,10 +317,14 @@ class ImageIndex:
                 "root": str(self.root) if m.get("root") else None, "created": m.get("created"), "updated": m.get("updated")}
 
     def close(self) -> None:
-        self.db.close()
-        self._compressed = None
-        if self._private is not None:
-            shutil.rmtree(self._private, ignore_errors=True)
+        """Close the database and drop what searching loaded; remove the private copy a read-only open
+        built. Waits for a search in progress (the app closes its indexes while requests may still run)."""
+        with self._lock:
+            self.db.close()
+            self._faiss = self._vectors = self._ids = self._compressed = None
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
+                self._private = None
 
 
 def now_iso() -> str:

@@ -58,8 +58,9 @@ def parse_query(text: str | None) -> list[Term]:
     return terms
 
 
-def text_query_vector(clip: ClipModel, terms: list[Term], templates: tuple[str, ...] = ("a photo of {}.",)) -> np.ndarray:
-    emb = clip.label_embeddings([t.text for t in terms], templates)  # (T, D), normalised
+def text_query_vector(clip: ClipModel, terms: list[Term], templates: tuple[str, ...] | None = None) -> np.ndarray:
+    """Each term in the model's own search template (``ClipModel.search_template``), weighted and summed."""
+    emb = clip.label_embeddings([t.text for t in terms], templates or (clip.search_template,))  # (T, D), normalised
     w = torch.tensor([t.weight for t in terms]).unsqueeze(1)
     v = (w * emb).sum(0)
     return torch.nn.functional.normalize(v, dim=0).numpy()

@@ -200,11 +200,17 @@ def build(out_dir: Path) -> dict:
 
 @dataclass
 class EmojiData:
+    """Rows of (glyph, record). With one style (the default, ``noto``) a row is an emoji; with several,
+    a row is one drawing of an emoji, its record carries ``style``, and ``emoji_ids`` says which emoji."""
+
     glyphs: torch.Tensor  # (N, 4, S, S) float in [0, 1], RGBA
     records: list[dict]
+    emoji_ids: torch.Tensor | None = None  # (N,) row -> emoji (index into meta.json)
 
     @classmethod
-    def load(cls, data_dir: str | Path, split: str | None = None) -> "EmojiData":
+    def load(cls, data_dir: str | Path, split: str | None = None, styles: tuple[str, ...] = ("noto",)) -> "EmojiData":
+        from .emoji_styles import load_styles
+
         data_dir = Path(data_dir)
         if not (data_dir / "meta.json").exists():
             raise FileNotFoundError(
@@ -212,10 +218,15 @@ class EmojiData:
                 f"`python -m demo_core.training.emoji_data --out {data_dir}`"
             )
         records = json.loads((data_dir / "meta.json").read_text())
-        glyphs = np.load(data_dir / "glyphs.npy")
-        idx = [i for i, r in enumerate(records) if split is None or r["split"] == split]
-        g = torch.from_numpy(glyphs[idx]).permute(0, 3, 1, 2).float() / 255.0
-        return cls(g, [records[i] for i in idx])
+        keep = [i for i, r in enumerate(records) if split is None or r["split"] == split]
+        rows, recs, ids = [], [], []
+        for style, (glyphs, present) in load_styles(data_dir, tuple(styles)).items():
+            idx = [i for i in keep if present[i]]
+            rows.append(glyphs[idx])
+            recs += [records[i] if styles == ("noto",) else {**records[i], "style": style} for i in idx]
+            ids += idx
+        g = torch.from_numpy(np.concatenate(rows)).permute(0, 3, 1, 2).float() / 255.0
+        return cls(g, recs, torch.tensor(ids))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -342,14 +353,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m demo_core.training.emoji_data",
         description="Render the Noto Color Emoji font into an image-caption dataset "
-        "(glyphs.npy + meta.json) with a fixed held-out split.",
+        "(glyphs.npy + meta.json) with a fixed held-out split, and the same emoji in the npm registry's "
+        "openly licensed SVG styles (styles/*.npy, styles/sources.json).",
     )
     ap.add_argument("--out", default="data/emoji", help="output folder (default: data/emoji)")
+    ap.add_argument("--styles", choices=("all", "noto"), default="all",
+                    help="all: also Twemoji and Fluent Emoji (flat, modern, high-contrast) from npm; noto: the font only")
+    ap.add_argument("--npm-cache", default="data/npm", help="where the npm tarballs are kept (default: data/npm)")
     ap.add_argument("--examples", default=None, metavar="DIR",
                     help="also render the app's held-out example images into DIR")
     args = ap.parse_args(argv)
     try:
         stats = build(Path(args.out))
+        if args.styles == "all":
+            from .emoji_styles import build_styles
+
+            stats["styles"] = build_styles(Path(args.out), Path(args.npm_cache), GLYPH_SIZE)
         if args.examples:
             stats["examples"] = [str(p) for p in write_examples(Path(args.examples), Path(args.out))]
     except FileNotFoundError as e:

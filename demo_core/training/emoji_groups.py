@@ -118,3 +118,18 @@ def dominant_colour(rgb: torch.Tensor, mask: torch.Tensor | None = None) -> str 
 def glyph_colour(glyph: torch.Tensor) -> str | None:
     """Colour word of an RGBA glyph (4, S, S) in [0, 1], over its opaque pixels."""
     return dominant_colour(glyph[:3], glyph[3] > 0.5)
+
+
+def sampling_weights(data, group_share: float) -> torch.Tensor:
+    """Per-emoji draw weights: the group members share `group_share` of the mass, equally by group."""
+    groups = [group_of(r) for r in data.records]
+    names = sorted({g for g in groups if g})
+    w = torch.zeros(len(data))
+    others = [i for i, g in enumerate(groups) if g is None]
+    if not names or not others:  # nothing to re-weight
+        return torch.ones(len(data))
+    w[others] = (1 - group_share) / len(others)
+    for name in names:
+        idx = [i for i, g in enumerate(groups) if g == name]
+        w[idx] = group_share / len(names) / len(idx)
+    return w

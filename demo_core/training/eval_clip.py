@@ -1,8 +1,13 @@
-"""Evaluate a CLIP model on the held-out emoji (never seen in training).
+"""Evaluate a CLIP model on the held-out emoji (never seen in training), in every art style.
 
     python -m demo_core.training.eval_clip --model mini-clip --data data/emoji [--random-floor] [--out results.json]
 
-Reports:
+Two regimes, as the evaluation model was trained (``train_clip --styles seen --split train``):
+- **seen styles**: held-out emoji drawn in the styles it trained on (Noto, Fluent flat/modern/high-contrast);
+- **unseen style**: held-out emoji drawn in ``emoji_styles.HELD_OUT_STYLE`` (Twemoji), a whole art style
+  it never saw: the nearest thing here to CLIP's transfer to a new dataset. ``unseen_style_train_emoji``
+  is the same style on the training emoji (the style alone is new).
+The headline figures pool the images of a regime. Per style, it reports:
 - zero-shot top-1 over the everyday concepts in ``emoji_data.EVAL_CONCEPTS`` (cat, dog, car, tree,
   …): each held-out emoji whose name holds exactly one concept word is classified among all of
   them, with the bare label, a single template ("a photo of a {}") and the ensemble of
@@ -18,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -26,6 +32,7 @@ from ..clip.model import DEFAULT_TEMPLATES, ClipModel
 from ..errors import UserError
 from ..images import to_pil
 from .emoji_data import EVAL_CONCEPTS, EmojiData, concept_of, render_fixed
+from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
 
 
 def _to_pil(batch: torch.Tensor) -> list[Image.Image]:
@@ -47,6 +54,7 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
         weights = clip.label_embeddings(concepts, templates)  # (C, D)
         correct = [((e @ weights.T).argmax(1) == truth).float() for e in img_emb]
         results[f"zero_shot_top1_{name}"] = round(torch.cat(correct).mean().item(), 4)
+        results[f"_correct_{name}"] = torch.cat(correct)
     results["zero_shot_chance"] = round(1 / len(concepts), 4)
 
     # text -> image retrieval over every held-out emoji
@@ -54,11 +62,71 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
     queries = clip.encode_texts([r["name"] for r in data.records])  # (N, D)
     sims = queries @ candidates.T  # (N, N); the right image for query i is i
     rank = (sims > sims.diag().unsqueeze(1)).sum(1)  # how many images beat the right one
+    results["_rank"] = rank
     results["t2i_R@1"] = round((rank < 1).float().mean().item(), 4)
     results["t2i_R@5"] = round((rank < 5).float().mean().item(), 4)
     results["t2i_chance_R@1"] = round(1 / len(data), 4)
     results["t2i_chance_R@5"] = round(5 / len(data), 4)
     return results
+
+
+def _pool(parts: list[dict]) -> dict:
+    """One regime's figures over the images of all its styles (each style's retrieval is within that style)."""
+    out = {"styles": [p["style"] for p in parts], "zero_shot_images": sum(p["zero_shot_images"] for p in parts)}
+    for key in [k for k in parts[0] if k.startswith("_correct_")]:
+        out["zero_shot_top1_" + key[len("_correct_"):]] = round(torch.cat([p[key] for p in parts]).mean().item(), 4)
+    rank = torch.cat([p["_rank"] for p in parts])
+    out["t2i_R@1"] = round((rank < 1).float().mean().item(), 4)
+    out["t2i_R@5"] = round((rank < 5).float().mean().item(), 4)
+    out["zero_shot_chance"] = parts[0]["zero_shot_chance"]
+    return out
+
+
+def evaluate_styles(clip: ClipModel, data_dir: str, renders: int = 4, size: int = 64,
+                    styles: tuple[str, ...] = ALL_STYLES) -> dict:
+    """Seen styles and the unseen style on held-out emoji, each style reported alone and pooled."""
+    per_style = {}
+    for style in styles:
+        per_style[style] = {"style": style, **evaluate(clip, EmojiData.load(data_dir, "heldout", (style,)), renders,
+                                                       size=size)}
+    seen = [p for s, p in per_style.items() if s != HELD_OUT_STYLE]
+    out = {"model": clip.name, "seen_styles": _pool(seen) if seen else None}
+    if HELD_OUT_STYLE in per_style:
+        out["unseen_style"] = _pool([per_style[HELD_OUT_STYLE]])
+        train_emoji = EmojiData.load(data_dir, "train", (HELD_OUT_STYLE,))
+        if len(train_emoji):  # a sample of the held-out set has none
+            out["unseen_style_train_emoji"] = _pool([{"style": HELD_OUT_STYLE,
+                                                      **evaluate(clip, train_emoji, renders, size=size)}])
+    out["per_style"] = {s: {k: v for k, v in p.items() if not k.startswith("_")} for s, p in per_style.items()}
+    return out
+
+
+def write_sample(data_dir: str, out: str, size: int = 48) -> dict:
+    """A small copy of the dataset for checks that run anywhere: the first held-out emoji (by name) of each
+    evaluation concept, in every style, glyphs resampled to `size` px (same files as the full set)."""
+    import numpy as np
+    from PIL import Image
+
+    from .emoji_styles import load_styles
+
+    src, dst = Path(data_dir), Path(out)
+    records = json.loads((src / "meta.json").read_text())
+    first: dict[str, int] = {}
+    for i in sorted(range(len(records)), key=lambda i: records[i]["name"]):
+        c = concept_of(records[i])
+        if records[i]["split"] == "heldout" and c in EVAL_CONCEPTS and c not in first:
+            first[c] = i
+    keep = sorted(first.values())
+    (dst / "styles").mkdir(parents=True, exist_ok=True)
+    small = lambda g: np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.LANCZOS)) for x in g])  # noqa: E731
+    for style, (glyphs, present) in load_styles(src, ALL_STYLES).items():
+        if style == "noto":
+            np.save(dst / "glyphs.npy", small(glyphs[keep]))
+        else:
+            np.save(dst / "styles" / f"{style}.npy", small(glyphs[keep]))
+            np.save(dst / "styles" / f"{style}.present.npy", present[keep])
+    (dst / "meta.json").write_text(json.dumps([records[i] for i in keep], ensure_ascii=False, indent=0))
+    return {"emoji": len(keep), "size": size}
 
 
 def random_init_like(clip: ClipModel, seed: int = 0) -> ClipModel:
@@ -84,10 +152,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--renders", type=int, default=4, help="augmented renders per held-out emoji")
     ap.add_argument("--random-floor", action="store_true", help="also score a random-init model of the same shape")
+    ap.add_argument("--styles", default=",".join(ALL_STYLES),
+                    help=f"comma-separated art styles to score (default: all of {', '.join(ALL_STYLES)})")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--make-sample", default=None, metavar="DIR",
+                    help="instead of evaluating, write a small sample of --data (one held-out emoji per concept, "
+                    "every style) to DIR")
     args = ap.parse_args(argv)
+    if args.make_sample:
+        try:
+            print(json.dumps(write_sample(args.data, args.make_sample)))
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     try:
-        data = EmojiData.load(args.data, split="heldout")
+        styles = tuple(s.strip() for s in args.styles.split(",") if s.strip())
+        if unknown := set(styles) - set(ALL_STYLES):
+            raise UserError(f"unknown style(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_STYLES)}")
+        EmojiData.load(args.data, split="heldout", styles=styles)  # a missing style fails here, before the model loads
         clip = ClipModel.load(args.model)
     except (FileNotFoundError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -95,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     size = clip.model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     t0 = time.time()
-    out = {"trained": evaluate(clip, data, args.renders, size=size)}
+    out = {"trained": evaluate_styles(clip, args.data, args.renders, size, styles)}
     if args.random_floor:
-        out["random_init"] = evaluate(random_init_like(clip), data, args.renders, size=size)
+        out["random_init"] = evaluate_styles(random_init_like(clip), args.data, args.renders, size, styles)
     out["eval_time_s"] = round(time.time() - t0, 1)
     text = json.dumps(out, indent=2)
     print(text)

@@ -5,6 +5,9 @@
 
 Emoji: every held-out emoji of an evaluation concept, then a seeded sample of the other held-out
 and training emoji, rendered at 128 px on varied backgrounds (``emoji_data.render_fixed``).
+Other art styles: everyday objects (``STYLE_EMOJI``) drawn in two of the four SVG styles each
+(Twemoji, Fluent flat/modern/high-contrast, in rotation), so that "cat and dog" finds cats and dogs drawn
+differently (``emoji/styles/<name>__<style>.png``; the caption is the name).
 Photos: scikit-image's bundled samples that its docs mark CC0 or public domain (scikit-image is
 needed only to make the gallery, not to run the app).
 """
@@ -26,6 +29,30 @@ PHOTOS = {
     "camera": "cameraman", "horse": "horse_silhouette", "hubble_deep_field": "hubble_deep_field",
     "brick": "brick_wall", "grass": "grass", "gravel": "gravel", "retina": "retina",
 }
+
+
+# Everyday objects shown again in other art styles (each in two of them).
+STYLE_EMOJI = ("dog", "dog face", "cat face", "cat", "automobile", "rocket", "tropical fish", "fish", "bird",
+               "crescent moon", "sunflower", "tulip", "deciduous tree", "house", "sun")
+
+
+def write_style_gallery(data_dir: Path, out: Path, seed: int = 0) -> int:
+    from .emoji_styles import STYLES
+
+    styles = [s.name for s in STYLES]
+    folder = out / "emoji" / "styles"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i, name in enumerate(STYLE_EMOJI):
+        for style in (styles[i % len(styles)], styles[(i + 2) % len(styles)]):
+            data = EmojiData.load(data_dir, None, (style,))
+            rows = [j for j, r in enumerate(data.records) if r["name"] == name]
+            if not rows:
+                continue
+            img = render_fixed(data.glyphs[rows[:1]], 128, seed + i)[0]
+            to_pil(img, (0, 1)).save(folder / f"{slug(name)}__{slug(style)}.png", optimize=True)
+            written += 1
+    return written
 
 
 def slug(name: str) -> str:
@@ -50,6 +77,7 @@ def write_gallery(data_dir: Path, out: Path, n_other: int = 220, seed: int = 0) 
         for i, img in zip(chosen, renders):
             to_pil(img, (0, 1)).save(folder / f"{slug(data.records[i]['name'])}.png", optimize=True)
         counts[f"emoji_{split}"] = len(chosen)
+    counts["emoji_other_styles"] = write_style_gallery(data_dir, out, seed)
     try:
         import skimage.data as skd
     except ImportError:

@@ -26,6 +26,7 @@ import torch
 from ..clip.contrastive import contrastive_step
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model, normalize
 from .emoji_data import EmojiData, augment_batch, sample_caption
+from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
@@ -40,7 +41,16 @@ class TrainConfig:
     eps: float = 1e-6
     seed: int = 0
     checkpoint_every: int = 50
+    styles: str = "seen"  # seen: every art style but the held-out one; all; or noto (the font only)
+    split: str = "train"  # train: held-out emoji never seen; all: the shipped model sees every emoji
+    init: str = ""  # a run folder whose model weights start this run (the shipped model continues the evaluated one)
     model: MiniClipConfig = field(default_factory=MiniClipConfig)
+
+
+def style_names(choice: str) -> tuple[str, ...]:
+    if choice == "seen":
+        return tuple(s for s in ALL_STYLES if s != HELD_OUT_STYLE)
+    return ALL_STYLES if choice == "all" else ("noto",)
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -54,10 +64,30 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig):
-    """Batch `step` of the run: B distinct emoji, augmented renders and random captions."""
+def training_data(data_dir: str, cfg: TrainConfig) -> EmojiData:
+    """What a run trains on: the evaluation model (split train, styles seen) never sees a held-out emoji
+    or the held-out style; the shipped model (split all, styles all) sees everything."""
+    return EmojiData.load(data_dir, split=None if cfg.split == "all" else "train", styles=style_names(cfg.styles))
+
+
+def drawings_by_emoji(data: EmojiData) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E, K) rows of each emoji's drawings (padded with its first) and (E,) how many it has."""
+    groups: dict[int, list[int]] = {}
+    for row, e in enumerate(data.emoji_ids.tolist()):
+        groups.setdefault(e, []).append(row)
+    rows = list(groups.values())
+    k = max(map(len, rows))
+    return torch.tensor([r + [r[0]] * (k - len(r)) for r in rows]), torch.tensor([len(r) for r in rows])
+
+
+def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings=None):
+    """Batch `step` of the run: B distinct emoji, each in one of its art styles at random (so no two
+    rows of the B x B matrix are the same emoji), augmented renders and random captions."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    idx = torch.randperm(len(data), generator=g)[: cfg.batch_size]
+    rows, counts = drawings if drawings is not None else drawings_by_emoji(data)
+    chosen = torch.randperm(len(rows), generator=g)[: cfg.batch_size]
+    pick = (torch.rand(len(chosen), generator=g) * counts[chosen]).long()
+    idx = rows[chosen, pick]
     images = augment_batch(data.glyphs[idx], cfg.model.image_size, g)  # (B, 3, S, S) in [0, 1]
     rng = random.Random(cfg.seed * 1_000_003 + step)
     captions = [sample_caption(data.records[i], rng) for i in idx.tolist()]
@@ -89,13 +119,16 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     from open_clip.tokenizer import SimpleTokenizer
 
     seed_run(cfg.seed, threads)
-    data = EmojiData.load(data_dir, split="train")
+    data = training_data(data_dir, cfg)
+    drawings = drawings_by_emoji(data)
     tokenizer = SimpleTokenizer(context_length=cfg.model.context_length)
     model = build_model(cfg.model)
+    if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
+        model.load_state_dict(load_checkpoint(cfg.init)["model"])
     opt = make_optimizer(model, cfg)
 
     def step_fn(step: int) -> dict:
-        images, tokens = make_batch(data, tokenizer, step, cfg)
+        images, tokens = make_batch(data, tokenizer, step, cfg, drawings)
         res = contrastive_step(model, opt, images, tokens)
         acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
         return {"loss": round(res.loss.item(), 4), "batch_acc_i2t": round(acc, 4),
@@ -104,7 +137,8 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     model.train()
     step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "opt": opt}, log_every=10,
                            stop_at=stop_at)
-    result = {**summary(step, log), "train_emoji": len(data)}
+    result = {**summary(step, log), "train_emoji": len(drawings[0]), "train_drawings": len(data),
+              "styles": list(style_names(cfg.styles)), "split": cfg.split, "init": cfg.init or None}
     return _export(model, cfg.model, export, result) if export else result
 
 
@@ -127,4 +161,9 @@ def _export(model, cfg: MiniClipConfig, out: str, result: dict) -> dict:
 if __name__ == "__main__":
     sys.exit(training_cli(None, prog="python -m demo_core.training.train_clip", doc=__doc__, config_cls=TrainConfig,
                           run_default="data/runs/mini-clip", export_help="write the trained model here as an "
-                          "open_clip folder", train=train, export_checkpoint=export_checkpoint))
+                          "open_clip folder", train=train, export_checkpoint=export_checkpoint,
+                          options={"styles": {"choices": ("seen", "all", "noto"), "help": "art styles to train on"},
+                                   "split": {"choices": ("train", "all"), "help": "train: held-out emoji stay unseen"},
+                                   "init": {"help": "start from this run folder's latest weights"},
+                                   "lr": {"type": float, "help": "peak learning rate"},
+                                   "warmup": {"type": int, "help": "warm-up steps"}}))

@@ -24,10 +24,9 @@ from ..clip.model import ClipModel
 from ..clip.noised import NoisedImageTower, save_noised_clip
 from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .emoji_groups import GROUP_PROMPTS, group_of
+from .emoji_groups import GROUP_PROMPTS, group_of, sampling_weights
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
 from .banks import caption_bank
-from .train_text2img import sampling_weights
 
 
 @dataclass

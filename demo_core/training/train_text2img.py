@@ -32,7 +32,7 @@ from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, load_c
 from ..diffusion.ddpm import Schedule, q_sample
 from .banks import caption_bank, image_bank
 from .emoji_data import EmojiData, augment_batch
-from .emoji_groups import group_of
+from .emoji_groups import sampling_weights
 from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
@@ -57,21 +57,6 @@ class Text2ImgConfig:
     init: str | None = None  # start from this conditional-model folder's weights (same architecture)
     seed: int = 0
     checkpoint_every: int = 50
-
-
-def sampling_weights(data: EmojiData, group_share: float) -> torch.Tensor:
-    """Per-emoji draw weights: the group members share `group_share` of the mass, equally by group."""
-    groups = [group_of(r) for r in data.records]
-    names = sorted({g for g in groups if g})
-    w = torch.zeros(len(data))
-    others = [i for i, g in enumerate(groups) if g is None]
-    if not names or not others:  # nothing to re-weight
-        return torch.ones(len(data))
-    w[others] = (1 - group_share) / len(others)
-    for name in names:
-        idx = [i for i, g in enumerate(groups) if g == name]
-        w[idx] = group_share / len(names) / len(idx)
-    return w
 
 
 def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step: int, cfg: Text2ImgConfig, s: Schedule):

@@ -1,0 +1,103 @@
+"""The emoji in other art styles: SVG packages aligned to the dataset's names, their licences recorded,
+a broken file skipped with one line, and the evaluation model's data free of held-out emoji and style."""
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from demo_core.training import emoji_styles
+from demo_core.training.emoji_data import EmojiData
+from demo_core.training.emoji_styles import HELD_OUT_STYLE, SvgStyle, build_styles
+
+SQUARE = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect x="4" y="4" width="24" height="24" fill="{}"/></svg>'
+RECORDS = [
+    {"char": "\U0001F415", "name": "dog", "aliases": [], "keywords": ["pet"], "split": "heldout"},
+    {"char": "\U0001F408", "name": "cat", "aliases": [], "keywords": ["pet"], "split": "train"},
+    {"char": "\u2764\ufe0f", "name": "red heart", "aliases": [], "keywords": ["love"], "split": "train"},
+    {"char": "\U0001F44B", "name": "waving hand", "aliases": [], "keywords": ["wave"], "split": "train"},
+]
+
+
+def _tarball(path, files: dict[str, str]):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A Noto-format dataset of four emoji, and two tiny packages in the npm layouts."""
+    glyphs = np.zeros((len(RECORDS), 24, 24, 4), np.uint8)
+    glyphs[:, 4:20, 4:20] = (0, 0, 255, 255)  # noto: blue squares
+    np.save(tmp_path / "glyphs.npy", glyphs)
+    (tmp_path / "meta.json").write_text(json.dumps(RECORDS))
+    tw = _tarball(tmp_path / "tw.tgz", {
+        "package/license": "MIT License\nCopyright (c) 2023 Samuel Kopp\n",
+        "package/1f415.svg": SQUARE.format("#ff0000"),  # dog, by code point
+        "package/2764.svg": SQUARE.format("#00ff00"),  # red heart: the file name drops FE0F
+        "package/1f408.svg": "<svg><rect",  # cat: broken
+    })
+    fl = _tarball(tmp_path / "fl.tgz", {
+        "package/LICENSE": "MIT License\nCopyright (c) 2022 Mohammad Abu Mattar\n",
+        "package/icons/flat/cat.svg": SQUARE.format("#ffff00"),
+        "package/icons/flat/waving-hand-default.svg": SQUARE.format("#ff00ff"),  # skin-tone emoji: -default
+        "package/icons/modern/cat.svg": SQUARE.format("#000000"),  # another style's folder: not flat
+    })
+    styles = (SvgStyle("twemoji", "@twemoji/svg@15.0.0", "package", "codepoints", "package/license", "MIT / CC-BY 4.0"),
+              SvgStyle("fluent-flat", "fluentui-emoji@1.3.0", "package/icons/flat", "cldr-name", "package/LICENSE",
+                       "MIT"))
+    return tmp_path, styles, {"twemoji": tw, "fluent-flat": fl}
+
+
+def test_styles_align_by_name_record_licences_and_skip_a_broken_svg(dataset, capsys):
+    root, styles, tarballs = dataset
+    counts = build_styles(root, root / "npm", 24, styles=styles, tarballs=tarballs)
+    assert counts == {"twemoji": 2, "fluent-flat": 2}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("skipped twemoji/1f408.svg")  # one line for the broken file
+
+    sources = json.loads((root / "styles" / "sources.json").read_text())
+    assert "Samuel Kopp" in sources["twemoji"]["licence_file_text"]
+    assert "Mohammad Abu Mattar" in sources["fluent-flat"]["licence_file_text"]
+    assert sources["twemoji"]["skipped"] == ["1f408.svg"] and sources["held_out_style"] == HELD_OUT_STYLE
+
+    def colour(style, name):
+        data = EmojiData.load(root, styles=(style,))
+        row = [r["name"] for r in data.records].index(name)
+        return tuple(round(v) for v in data.glyphs[row, :, 12, 12].tolist())  # RGBA at the centre
+
+    assert colour("twemoji", "dog") == (1, 0, 0, 1)
+    assert colour("twemoji", "red heart") == (0, 1, 0, 1)
+    assert colour("fluent-flat", "cat") == (1, 1, 0, 1)  # the flat folder, not modern's black cat
+    assert colour("fluent-flat", "waving hand") == (1, 0, 1, 1)
+    both = EmojiData.load(root, styles=("noto", "twemoji", "fluent-flat"))
+    assert len(both) == 4 + 2 + 2 and {r["style"] for r in both.records} == {"noto", "twemoji", "fluent-flat"}
+    assert both.emoji_ids.tolist().count(0) == 2  # the dog: noto and twemoji, one emoji
+
+
+def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(dataset):
+    from demo_core.training.train_clip import TrainConfig, drawings_by_emoji, training_data
+
+    root, styles, tarballs = dataset
+    # every style of the real set, so "seen" resolves; the fluent ones are copies of the flat package
+    all_styles = tuple(SvgStyle(s.name, s.package, styles[1].folder if s.naming == "cldr-name" else s.folder,
+                                s.naming, s.licence_file, s.licence) for s in emoji_styles.STYLES)
+    tar = {s.name: tarballs["fluent-flat" if s.naming == "cldr-name" else "twemoji"] for s in all_styles}
+    build_styles(root, root / "npm", 24, styles=all_styles, tarballs=tar)
+
+    evaluation = training_data(str(root), TrainConfig(styles="seen", split="train"))
+    assert {r["split"] for r in evaluation.records} == {"train"}
+    assert HELD_OUT_STYLE not in {r["style"] for r in evaluation.records}
+    assert "dog" not in {r["name"] for r in evaluation.records}
+
+    shipped = training_data(str(root), TrainConfig(styles="all", split="all"))
+    assert {r["style"] for r in shipped.records} == set(emoji_styles.ALL_STYLES)
+    assert "dog" in {r["name"] for r in shipped.records}
+    rows, counts = drawings_by_emoji(shipped)
+    assert len(rows) == len(RECORDS) and counts.sum() == len(shipped)  # one row per emoji, all drawings
