@@ -40,9 +40,10 @@ def shows(path: Path, concept: str) -> bool:
     return bool(_words(name) & set(CONCEPT_SYNONYMS.get(concept, (concept,))))
 
 
-def run(model: str, templates: list[str], k_everyday: int = 5, k_pair: int = 12) -> dict:
+def run(model: str, templates: list[str], k_everyday: int = 5, k_pair: int = 12, noto_only: bool = False) -> dict:
     clip = ClipModel.load(model, "cpu")
-    paths = sorted(p for p in GALLERY.rglob("*") if p.suffix.lower() in {".png", ".jpg"})
+    paths = sorted(p for p in GALLERY.rglob("*") if p.suffix.lower() in {".png", ".jpg"}
+                   and not (noto_only and p.parent.name == "styles"))
     t0 = time.time()
     images = torch.cat([clip.encode_images([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64)])
     out = {"model": clip.name, "gallery_images": len(paths), "embed_s": round(time.time() - t0, 1), "templates": {}}
@@ -69,10 +70,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="mini-clip")
     ap.add_argument("--templates", default="{}|a photo of {}|a photo of {}.|a picture of {}|an emoji of {}",
                     help="|-separated query templates to compare")
+    ap.add_argument("--noto-only", action="store_true",
+                    help="leave out the other art styles' renders (emoji/styles/): the gallery before they were added")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    res = run(args.model, args.templates.split("|"))
+    res = run(args.model, args.templates.split("|"), noto_only=args.noto_only)
     for tpl, r in res["templates"].items():
         missed = [o for o, f in r["everyday"].items() if not f["found"]]
         print(f"{tpl!r:22} cats {r['cats']} dogs {r['dogs']} in top 12; everyday {r['everyday_found']}/11 in top 5"

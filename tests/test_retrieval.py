@@ -155,7 +155,7 @@ def test_cli_exit_codes(tmp_path, tiny_clip_folder):
     assert first.returncode == 0, first.stderr
     other = subprocess.run(cmd + [str(tmp_path / "b")], capture_output=True, text=True, env=env)
     assert other.returncode == 3, other.stderr
-    assert other.stderr.strip().startswith("error:") and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith("error:") and "Traceback" not in other.stderr
 
 
 def _clustered(n, dim, seed=0):
