@@ -16,6 +16,7 @@ No Gradio here: the UI turns ``UserError`` into messages and engine results into
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -217,7 +218,9 @@ class Engine:
         finally:
             idx.close()
         safe = "".join(c if c.isalnum() else "-" for c in clip.spec.spec)
-        cache = Path(os.environ.get("DEMO_CACHE", Path(tempfile.gettempdir()) / "clip-lab")) / f"gallery-{safe}"
+        # one cache per checkout too: two copies of the app on one machine must not share (and refuse) it
+        where = hashlib.sha1(str(BUNDLED_GALLERY.resolve()).encode()).hexdigest()[:8]
+        cache = Path(os.environ.get("DEMO_CACHE", Path(tempfile.gettempdir()) / "clip-lab")) / f"gallery-{safe}-{where}"
         logger.info("embedding the bundled gallery with %s into %s", clip.name, cache)
         build_index(BUNDLED_GALLERY, cache, clip)
         return cache
