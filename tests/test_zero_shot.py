@@ -8,7 +8,7 @@ from tests.conftest import EXAMPLES
 
 
 def test_held_out_cat_emoji_ranks_cat_above_car(bundled_clip):
-    # assets/examples/cat.png is an emoji held out of training (see emoji_data.EXAMPLE_EMOJI).
+    # assets/examples/cat.png is an emoji held out of training (see emoji_examples.EXAMPLE_EMOJI).
     res = bundled_clip.zero_shot(Image.open(EXAMPLES / "cat.png"), ["cat", "car"])
     probs = dict(zip(res.labels, res.probs))
     assert probs["cat"] > probs["car"]

@@ -16,12 +16,10 @@ two-colour gradient), scale, rotation and position, so every epoch sees new rend
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
 import random
-import re
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -30,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .emoji_concepts import (CONCEPT_SYNONYMS, CONCEPTS, EVAL_CONCEPTS, HELD_OUT_FRACTION,  # noqa: F401, E402
+                             NOT_CONCEPT, _words, concept_of, make_split)
 
 FONT_PATHS = (
     "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
@@ -41,37 +42,6 @@ CLDR_ANNOTATIONS = (
 )
 GLYPH_SIZE = 96  # stored glyph canvas; renders are resampled from it
 SKIN_TONES = {chr(c) for c in range(0x1F3FB, 0x1F400)}
-HELD_OUT_FRACTION = 0.12
-
-# Everyday concepts for the zero-shot evaluation. Each is matched as a whole word against an
-# emoji's name and aliases; an emoji that matches two concepts is left out of that evaluation.
-# Every concept keeps some emoji in training and some held out (see `make_split`).
-CONCEPTS = (
-    "cat", "dog", "car", "tree", "pizza", "flower", "fish", "bird", "heart", "sun",
-    "moon", "star", "house", "book", "clock", "ball", "boat", "train", "monkey", "hand",
-    "flag", "face", "bus", "mouse", "bear", "cake", "hat", "bell", "phone", "shoe",
-)
-# Synonyms that count as the concept when matching names (e.g. 🚗's name is "automobile").
-CONCEPT_SYNONYMS = {
-    "car": ("automobile", "car"),
-    "clock": ("clock", "o’clock", "oclock"),
-    "phone": ("phone", "telephone"),
-    "flower": ("flower", "blossom", "rose", "tulip", "sunflower", "hibiscus"),
-    "house": ("house", "home"),
-    "hat": ("hat", "cap"),
-    "shoe": ("shoe", "boot", "sandal"),
-    "bird": ("bird", "chicken", "rooster", "parrot", "eagle", "owl", "penguin", "duck", "dove"),
-}
-# Concepts reported in the model card (flag/face/hand are in CONCEPTS only so that their many
-# emoji are never mis-assigned to another concept; pizza and mouse have a single emoji that shows
-# the thing, so none can be held out).
-EVAL_CONCEPTS = (
-    "cat", "dog", "car", "tree", "flower", "fish", "bird", "heart", "sun",
-    "moon", "star", "house", "book", "clock", "ball", "boat", "train", "monkey", "bus",
-    "bear", "cake", "hat", "bell", "phone", "shoe",
-)
-
-
 def find_font() -> Path:
     for p in FONT_PATHS:
         if os.path.exists(p):
@@ -86,10 +56,6 @@ def _clean_name(name: str) -> str:
     return name.strip(":").replace("_", " ").strip()
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z’']+", text.lower()))
-
-
 def load_cldr_keywords() -> dict[str, list[str]]:
     """CLDR English annotations: emoji (without FE0F) -> keywords. Empty if not installed."""
     out: dict[str, list[str]] = {}
@@ -102,49 +68,6 @@ def load_cldr_keywords() -> dict[str, list[str]]:
             cp = el.get("cp", "").replace("\ufe0f", "")
             out.setdefault(cp, [k.strip() for k in el.text.split("|") if k.strip()])
     return out
-
-
-# Emoji whose name holds a concept word but which do not show that thing (🌭 "hot dog").
-NOT_CONCEPT = frozenset({
-    "hot dog", "railway car", "police car light", "flower playing cards", "fishing pole",
-    "bell pepper", "mouse trap", "computer mouse", "rice ball", "field hockey", "cricket game",
-    "ping pong", "moon viewing ceremony", "star-struck", "star and crescent", "star of David",
-    "bus stop", "couple with heart", "couple with heart man man", "couple with heart woman man",
-    "couple with heart woman woman", "heart hands", "mobile phone off", "confetti ball",
-})
-
-
-def concept_of(record: dict) -> str | None:
-    """The single concept whose word (or synonym) is in this emoji's name/aliases, else None."""
-    if record["name"] in NOT_CONCEPT:
-        return None
-    words = _words(" ".join([record["name"], *record["aliases"]]))
-    hits = [c for c in CONCEPTS if words & set(CONCEPT_SYNONYMS.get(c, (c,)))]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _hash01(text: str) -> float:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-def make_split(records: list[dict]) -> None:
-    """Assign record['split'] in place: 'heldout' or 'train', fixed by a hash of the name.
-
-    Emoji of an evaluation concept are held out at a higher rate (35%, at least one, never all),
-    so that each concept has held-out test images while training still sees the concept; all
-    other emoji are held out at HELD_OUT_FRACTION.
-    """
-    by_concept: dict[str, list[dict]] = {}
-    for r in records:
-        c = concept_of(r)
-        if c is not None:
-            by_concept.setdefault(c, []).append(r)
-        r["split"] = "heldout" if _hash01(r["name"]) < HELD_OUT_FRACTION else "train"
-    for c, rs in by_concept.items():
-        rs = sorted(rs, key=lambda r: _hash01("split:" + r["name"]))
-        n_held = max(1, round(0.35 * len(rs))) if len(rs) >= 2 else 0
-        for i, r in enumerate(rs):
-            r["split"] = "heldout" if i < n_held else "train"
 
 
 def render_glyph(ch: str, font, size: int = GLYPH_SIZE) -> np.ndarray | None:
@@ -305,50 +228,6 @@ def render_fixed(glyphs: torch.Tensor, out_size: int, seed: int) -> torch.Tensor
     return augment_batch(glyphs, out_size, torch.Generator().manual_seed(seed))
 
 
-# Held-out emoji rendered as the app's examples (file name -> emoji name); none is in training.
-EXAMPLE_EMOJI = {
-    "cat.png": "grinning cat with smiling eyes", "dog.png": "dog", "automobile.png": "automobile",
-    "palm_tree.png": "palm tree", "train.png": "train", "bird.png": "bird",
-}
-
-# Held-out emoji of the judge's shape groups, on white as the unCLIP decoder draws them (its examples).
-EXAMPLE_ON_WHITE = ("alarm clock", "grinning cat with smiling eyes", "orange heart", "taxi", "sunflower",
-                    "winking face", "waxing crescent moon")
-
-
-def write_examples(out_dir: Path, data_dir: Path) -> list[Path]:
-    """Render EXAMPLE_EMOJI at 224 px on soft backgrounds, and EXAMPLE_ON_WHITE at 128 px on white
-    into ``heldout-emoji/``; refuses any emoji seen in training."""
-    from PIL import Image, ImageFont
-
-    records = {r["name"]: r for r in json.loads((data_dir / "meta.json").read_text())}
-    font = ImageFont.truetype(str(find_font()), 109)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backgrounds = [(235, 243, 255), (255, 244, 230), (236, 250, 236), (250, 236, 248)]
-    written = []
-    for i, (fname, name) in enumerate(EXAMPLE_EMOJI.items()):
-        rec = records[name]
-        if rec["split"] != "heldout":
-            raise ValueError(f"example '{name}' is in the training split")
-        glyph = Image.fromarray(render_glyph(rec["char"], font, size=160))
-        im = Image.new("RGB", (224, 224), backgrounds[i % len(backgrounds)])
-        im.paste(glyph, (32, 32), glyph)
-        im.save(out_dir / fname)
-        written.append(out_dir / fname)
-    (out_dir / "heldout-emoji").mkdir(exist_ok=True)
-    for name in EXAMPLE_ON_WHITE:
-        rec = records[name]
-        if rec["split"] != "heldout":
-            raise ValueError(f"example '{name}' is in the training split")
-        glyph = Image.fromarray(render_glyph(rec["char"], font, size=116))
-        im = Image.new("RGB", (128, 128), (255, 255, 255))
-        im.paste(glyph, (6, 6), glyph)
-        path = out_dir / "heldout-emoji" / (name.replace(" ", "_") + ".png")
-        im.save(path)
-        written.append(path)
-    return written
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m demo_core.training.emoji_data",
@@ -370,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
 
             stats["styles"] = build_styles(Path(args.out), Path(args.npm_cache), GLYPH_SIZE)
         if args.examples:
+            from .emoji_examples import write_examples
+
             stats["examples"] = [str(p) for p in write_examples(Path(args.examples), Path(args.out))]
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
