@@ -20,7 +20,8 @@ from typing import Callable, Iterator, Literal
 import torch
 from PIL import Image
 
-from ..clip.model import ClipModel, check_prompt
+from ..clip.model import ClipModel
+from ..clip.prompts import check_prompt
 from ..clip.noised import NoisedImageTower, load_noised_clip
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable

@@ -25,7 +25,8 @@ from typing import Callable, Iterator
 import torch
 from PIL import Image
 
-from ..clip.model import ClipModel, check_prompt
+from ..clip.model import ClipModel
+from ..clip.prompts import check_prompt
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
 from ..images import grid, load_image
