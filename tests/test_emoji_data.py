@@ -60,3 +60,27 @@ def test_captions_use_name_aliases_and_keywords():
     rec = {"name": "cat face", "aliases": ["cat"], "keywords": ["pet", "face"]}
     caps = {sample_caption(rec, random.Random(i)) for i in range(200)}
     assert any("cat face" in c for c in caps) and any("pet" in c for c in caps)
+
+
+def test_strong_augmentation_puts_black_line_art_on_a_light_background():
+    """Fluent high-contrast emoji are black line art: on a random dark background they vanish. The strong
+    augmentation lever lightens the background behind dark drawings; the basic one (what the evaluation
+    renders use) does not."""
+    glyph = torch.zeros(1, 4, 32, 32)
+    glyph[:, 3, 12:20, 4:28] = 1.0  # an opaque black bar
+    corner = lambda out: out[:, :, :3, :3].mean((1, 2, 3))  # noqa: E731  background (the bar never reaches it)
+    basic = augment_batch(glyph.expand(64, -1, -1, -1), 32, torch.Generator().manual_seed(0), scale_range=(0.5, 0.5))
+    strong = augment_batch(glyph.expand(64, -1, -1, -1), 32, torch.Generator().manual_seed(0), scale_range=(0.5, 0.5),
+                           strong=True)
+    assert corner(basic).min() < 0.3 and corner(strong).min() >= 0.55
+    assert strong.min() >= 0 and strong.max() <= 1
+
+
+def test_the_keywords_caption_lever_adds_single_words():
+    import random
+
+    rec = {"name": "grinning cat", "aliases": [], "keywords": ["cat", "face", "grinning cat"]}
+    one_word = lambda c: "grinning cat" not in c and "," not in c  # noqa: E731
+    plain = sum(one_word(sample_caption(rec, random.Random(i))) for i in range(600)) / 600
+    single = sum(one_word(sample_caption(rec, random.Random(i), single_word=1 / 3)) for i in range(600)) / 600
+    assert single > plain + 0.2  # a third of captions more are one word: "cat", "a drawing of a face", …

@@ -178,3 +178,64 @@ def test_asking_for_a_gpu_that_is_not_there_exits_2_in_one_line(program, tmp_pat
     assert done.returncode == 2
     _one_error_line(done)
     assert "no CUDA GPU is available" in done.stderr
+
+
+def _colour_pngs(folder, n, seed):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"new-{seed}-{i:03d}.png")
+
+
+def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip_folder, tmp_path, monkeypatch):
+    """index_builder adds 120 images in 8-image transactions in a second process while searches run in a loop:
+    every answer is one complete generation (the old files exactly, or the new set exactly), and the first
+    search after the build ends finds the new images, without a restart."""
+    import os
+    import time
+
+    from demo_core.engine import Engine
+    from demo_core.search.builder import build_index
+
+    monkeypatch.setenv("DEMO_CACHE", str(tmp_path / "cache"))
+    photos, out = _photos(tmp_path / "photos"), tmp_path / "index"
+    spec = f"local-dir:{tiny_clip_folder}"
+    engine = Engine(spec, "cpu", indexes=[str(out)])
+    try:
+        build_index(photos, out, engine.clip, workers=1)
+        served = engine.index(str(out))  # the read-only index the app's searches go through
+        query = engine.clip.encode_texts(["a cat"])[0].numpy()
+
+        def answer():  # every file, ranked: more than Search's 48, so that a whole generation is visible
+            return frozenset(h.path for h in served.search(query, 500))
+
+        old = answer()
+        assert len(old) == 6 and served.stats()["generation"] == 1
+        _colour_pngs(photos, 120, seed=1)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, str(ROOT / "index_builder"), str(photos), "--out", str(out),
+                                 "--model", spec, "--batch-size", "8", "--workers", "1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        db = sqlite3.connect(out / "meta.sqlite")
+        answers, mid_build = [], 0
+        while proc.poll() is None:
+            rows = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+            answers.append(answer())
+            mid_build += 6 < rows < 126  # the database held part of the new rows when this search ran
+            time.sleep(0.01)
+        assert proc.wait() == 0, proc.stderr.read()
+        new = answer()
+        assert len(new) == 126 and old < new  # seen by the first search after the build, no restart
+        assert mid_build >= 3, "the build finished before searches could run during it"
+        assert all(a in (old, new) for a in answers), sorted({len(a) for a in answers})
+        stats = served.stats()
+        assert stats["generation"] > 1 and stats["built"] and stats["count"] == 126
+        from ui.status import index_summary
+
+        line = index_summary(engine, str(out))  # the Search summary and the Status panel
+        assert "**126** images" in line and f"generation {stats['generation']}, built 20" in line
+        _, found = engine.search_text("a cat", str(out), 48)  # and Search shows them
+        assert len(found) == 48 and any(f.name.startswith("new-") for f in found)
+    finally:
+        engine.close()

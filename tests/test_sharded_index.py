@@ -180,6 +180,7 @@ def test_a_read_only_open_with_no_build_makes_one_privately(tmp_path, monkeypatc
     idx.build_faiss()  # 3000·64 is small: today's kind
     monkeypatch.setattr(compressed, "COMPRESSED_MIN_WORK", 0)
     idx.remove(["img/1.png"])  # stale, and now "large"
+    (tmp_path / "idx" / "index.faiss").unlink()  # and no complete build left to search
     before = sorted(p.name for p in (tmp_path / "idx").iterdir())
     ro = ImageIndex(tmp_path / "idx", readonly=True)
     assert ro.search(x[2], 1)[0].path == "img/2.png" and ro._compressed is not None

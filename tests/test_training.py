@@ -111,3 +111,12 @@ def test_ddpm_training_resumes_identically_and_exports_a_loadable_pipeline(toy_d
     raw = a["ema"]["conv_in.weight"].float()
     exported = model.unet.conv_in.weight.float()
     assert not torch.allclose(exported, raw, atol=1e-3)
+
+
+def test_shape_levers_reach_the_model_and_survive_a_resume():
+    from dataclasses import asdict
+
+    cfg = TrainConfig(embed_dim=48, vision_width=24, text_layers=2)
+    assert (cfg.model.embed_dim, cfg.model.vision_width, cfg.model.text_layers) == (48, 24, 2)
+    again = TrainConfig(**asdict(cfg))  # what a checkpoint's config rebuilds
+    assert again.model == cfg.model and TrainConfig().model.embed_dim == 128

@@ -74,8 +74,11 @@ def build(engine: Engine) -> None:
     outputs = [results, details, hit_ids]
     gr.on(None, handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")  # load, pick
     serve_as_is(engine.thumbnail_folder)
-    search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search", **LIGHT)
-    query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private", **LIGHT)
-    image_btn.click(model_handler(search_image), [qimage, index_pick, k], outputs, api_name="search_image",
-                    preprocess=False, **LIGHT)
+    for event in (search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search", **LIGHT),
+                  query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private",
+                               **LIGHT),
+                  image_btn.click(model_handler(search_image), [qimage, index_pick, k], outputs,
+                                  api_name="search_image", preprocess=False, **LIGHT)):
+        # a rebuild seen by this search shows in the summary (its size, generation and build time)
+        event.then(handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")
     results.select(handler(more_like), [hit_ids, index_pick, k], outputs, api_visibility="private", **LIGHT)

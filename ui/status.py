@@ -21,8 +21,14 @@ def index_summary(engine: Engine, name: str) -> str:
         return f"⚠️ {e}"
     if st is None:
         return "⏳ the bundled gallery's index is being prepared…"
+    built = f" · generation {st['generation']}, built {_when(st['built'])}" if st.get("generation") is not None else ""
     return (f"**{st['count']}** images · model **{st['model']}** ({st['dim']}-d) · index {st['index_type']} "
-            f"· recall@10 vs exact {st['recall_at_10']} · collection `{st['root']}`")
+            f"· recall@10 vs exact {st['recall_at_10']}{built} · collection `{st['root']}`")
+
+
+def _when(iso: str | None) -> str:
+    """'2026-12-03T07:41:09Z' -> '2026-12-03 07:41 UTC'."""
+    return f"{iso[:10]} {iso[11:16]} UTC" if iso and len(iso) >= 16 else "at an unknown time"
 
 
 def status_line(engine: Engine) -> str:

@@ -48,6 +48,28 @@ def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None
                    "count": int(n), "nprobe": int(index.nprobe), "recall_at_10": round(recall, 4)}
 
 
+def stored_vectors(index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids ascending, float32 vectors) held inside a Flat (IDMap2) or IVF-Flat index: what a search of it
+    re-ranks against, whatever the database holds now (a build may be adding rows to it)."""
+    import faiss
+
+    if hasattr(index, "id_map"):
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        vecs = index.index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    else:
+        ivf = faiss.extract_index_ivf(index)
+        lists, parts, keys = ivf.invlists, [], []
+        for i in range(ivf.nlist):
+            n = lists.list_size(i)
+            if n:
+                keys.append(faiss.rev_swig_ptr(lists.get_ids(i), n).copy())
+                parts.append(faiss.rev_swig_ptr(lists.get_codes(i), n * ivf.code_size).copy().view(np.float32))
+        ids = np.concatenate(keys).astype(np.int64) if keys else np.zeros(0, np.int64)
+        vecs = np.concatenate(parts).reshape(-1, ivf.d) if parts else np.zeros((0, ivf.d), np.float32)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], np.ascontiguousarray(vecs[order], dtype=np.float32)
+
+
 def search_ann(index, vecs: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Top-k (id, cosine) for one query: FAISS candidates, re-ranked exactly on the stored vectors."""
     import faiss

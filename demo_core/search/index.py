@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import IndexProblem
 from . import compressed
 from .ann import (EXACT_MAX_WORK, NPROBES, RERANK_FACTOR, TARGET_RECALL, build_ann, exact_top10,  # noqa: F401
-                  near_queries, recall_at_10, search_ann)
+                  near_queries, recall_at_10, search_ann, stored_vectors)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class ImageIndex:
         self._ids: np.ndarray | None = None
         self._compressed: compressed.CompressedIndex | None = None  # the large-collection kind
         self._private: Path | None = None  # where a read-only open had to build one; removed on close
+        self._served: dict | None = None  # the generation searches answer from, and when it was built
 
     # --- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -197,10 +198,12 @@ class ImageIndex:
 
         if compressed.use_compressed(self.count(), self.manifest().get("dim", 0), compressed_threshold):
             return self._build_compressed()
+        gen = self.manifest().get("generation", 0)  # read before the vectors: a later write makes it stale
         ids, vecs = self.load_vectors()
         index, info = build_ann(vecs, ids, threshold=threshold)
         self._faiss, self._vectors, self._ids, self._compressed = index, vecs, ids, None
-        info["faiss_generation"] = self.manifest().get("generation", 0)
+        info.update(faiss_generation=gen, faiss_built=now_iso())
+        self._served = {"generation": gen, "built": info["faiss_built"]}
         if self.manifest().get("compressed"):
             info["compressed"] = info["compressed_params"] = None
         if self.readonly:
@@ -234,7 +237,8 @@ class ImageIndex:
         _, info = compressed.build_compressed(sub)
         self._compressed = compressed.CompressedIndex(sub)
         self._faiss = self._vectors = self._ids = None
-        info.update(faiss_generation=gen, compressed=sub.name)
+        info.update(faiss_generation=gen, compressed=sub.name, faiss_built=now_iso())
+        self._served = {"generation": gen, "built": info["faiss_built"]}
         if not self.readonly:
             self.set_manifest(**info)
             self.write_manifest_json()
@@ -251,29 +255,53 @@ class ImageIndex:
         (self.folder / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
 
     def _ensure_faiss(self) -> None:
+        """Have in memory the newest *complete* generation: the one whose FAISS file (or compressed folder)
+        the manifest names as built (``faiss_generation``).
+
+        While a build runs, the database's ``generation`` moves ahead of it row batch by row batch; the app
+        (read-only) keeps answering from the last complete build, and picks up the next one at the first
+        search after the builder writes it. Vectors are read back from the FAISS file itself, never from the
+        database, so the ids and vectors searched always belong to one generation. A writable index (the
+        builder's own) rebuilds when stale. Only an index with no complete build at all (a first build
+        still running, or killed) is searched as its database stands, with a warning."""
         import faiss
 
         m = self.manifest()
-        stale = m.get("faiss_generation") != m.get("generation", 0)
-        path = self.folder / "index.faiss"
-        if (self._faiss is not None or self._compressed is not None) and not stale:
+        gen, built = m.get("generation", 0), m.get("faiss_generation")
+        loaded = self._served["generation"] if self._served else None
+        if loaded is not None and loaded == (built if self.readonly else gen):
             return
-        if m.get("compressed") and (not stale or self.readonly) and (self.folder / m["compressed"]).is_dir():
-            if self._compressed is None:  # read-only and stale: the last complete build, rows since left out
-                if stale:
-                    logger.warning("index %s: a build did not finish; searching its last complete build "
-                                   "(run index_builder again to bring it up to date)", self.folder)
-                self._compressed = compressed.CompressedIndex(self.folder / m["compressed"])
-            return
-        if stale or not path.exists():
+        complete = built is not None and (
+            (self.folder / m["compressed"]).is_dir() if m.get("compressed") else (self.folder / "index.faiss").exists())
+        if not self.readonly and (built != gen or not complete):
             logger.info("index %s: %s FAISS file, rebuilding it from the database", self.folder,
-                        "stale" if stale else "no")
+                        "stale" if complete else "no")
             self.build_faiss()
             return
-        self._faiss = faiss.read_index(str(path))
-        if "nprobe" in m:
-            faiss.extract_index_ivf(self._faiss).nprobe = m["nprobe"]
-        self._ids, self._vectors = self.load_vectors()
+        if not complete:
+            if loaded is not None and loaded == gen:
+                return
+            logger.warning("index %s: no build has finished; searching the %d images stored so far "
+                           "(run index_builder again to finish it)", self.folder, self.count())
+            self.build_faiss()
+            return
+        if m.get("compressed"):
+            self._compressed = compressed.CompressedIndex(self.folder / m["compressed"])
+            self._faiss = self._vectors = self._ids = None
+        else:
+            self._faiss = faiss.read_index(str(self.folder / "index.faiss"))
+            if "nprobe" in m:
+                faiss.extract_index_ivf(self._faiss).nprobe = m["nprobe"]
+            self._ids, self._vectors = stored_vectors(self._faiss)
+            self._compressed = None
+        self._served = {"generation": built, "built": m.get("faiss_built") or m.get("updated")}
+        if loaded is not None:
+            logger.info("index %s: now searching generation %s (%d images)", self.folder, built, self.served_count())
+
+    def served_count(self) -> int:
+        if self._compressed is not None:
+            return int(self._compressed.index.ntotal)
+        return 0 if self._ids is None else len(self._ids)
 
     def search(self, query: np.ndarray, k: int = 12) -> list[Hit]:
         """Top-k files by cosine similarity to a normalised query vector (D,)."""
@@ -312,7 +340,12 @@ class ImageIndex:
 
     def stats(self) -> dict:
         m = self.manifest()
-        return {"count": self.count(), "model": m.get("model"), "dim": m.get("dim"),
+        with self._lock:
+            served = dict(self._served or {})
+            count = self.served_count() if served else self.count()
+        return {"count": count, "model": m.get("model"), "dim": m.get("dim"),
+                "generation": served.get("generation", m.get("faiss_generation")),
+                "built": served.get("built", m.get("faiss_built") or m.get("updated")),
                 "index_type": m.get("index_type"), "recall_at_10": m.get("recall_at_10"),
                 "root": str(self.root) if m.get("root") else None, "created": m.get("created"), "updated": m.get("updated")}
 

@@ -167,8 +167,16 @@ def article(phrase: str) -> str:
     return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
 
 
-def sample_caption(record: dict, rng: random.Random) -> str:
-    """A random caption for one emoji: its name, an alias or some keywords, in a random template."""
+def sample_caption(record: dict, rng: random.Random, single_word: float = 0.0) -> str:
+    """A random caption for one emoji: its name, an alias or some keywords, in a random template.
+
+    With probability `single_word` the phrase is instead one word of its name or keywords (the
+    "keywords" caption lever of ``train_clip --captions``: zero-shot labels are single words)."""
+    words = [w for w in {*record["name"].split(), *record["keywords"]} if " " not in w and len(w) > 2]
+    if single_word and words and rng.random() < single_word:
+        template = rng.choice(CAPTION_TEMPLATES)
+        phrase = rng.choice(sorted(words))
+        return template.format(phrase if template == "{}" or "emoji" in template[2:] else article(phrase))
     r = rng.random()
     if r < 0.55 or not (record["aliases"] or record["keywords"]):
         phrase = record["name"]
@@ -188,10 +196,15 @@ def sample_caption(record: dict, rng: random.Random) -> str:
 
 def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generator, *,
                   scale_range: tuple[float, float] = (0.55, 1.05), max_angle: float = 25.0,
-                  background: str = "random") -> torch.Tensor:
+                  background: str = "random", strong: bool = False) -> torch.Tensor:
     """Composite RGBA glyphs (B, 4, S, S) onto backgrounds with random scale, rotation and
     position. ``background`` is "random" (solid or gradient colours) or "white". Returns RGB
-    images (B, 3, out_size, out_size) in [0, 1]."""
+    images (B, 3, out_size, out_size) in [0, 1].
+
+    ``strong`` (the "strong" augmentation lever of ``train_clip --augment``) adds, after the draws
+    above: a light background behind dark glyphs (line art such as Fluent high-contrast vanishes on
+    a dark one), brightness and saturation jitter of the drawing, and a blur by resampling through
+    half the resolution for a third of the batch."""
     b = glyphs.shape[0]
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=generator)  # noqa: E731
     scale = u(*scale_range)  # glyph size as a fraction of the frame
@@ -220,7 +233,28 @@ def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generato
     bg = torch.where(gradient, c1 * (1 - ramp) + c2 * ramp, c1.expand(-1, -1, out_size, out_size))
     if background == "white":  # the random draws above still happen, so streams stay aligned
         bg = torch.ones_like(bg)
-    return (rgb + (1 - alpha) * bg).clamp(0, 1)  # `rgb` is premultiplied by alpha
+    if strong:
+        rgb, bg = _strong(rgb, alpha, bg, generator)
+    out = (rgb + (1 - alpha) * bg).clamp(0, 1)  # `rgb` is premultiplied by alpha
+    if strong:
+        blur = torch.rand(b, 1, 1, 1, generator=generator) < 1 / 3
+        half = F.interpolate(out, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+        out = torch.where(blur, F.interpolate(half, size=out.shape[-2:], mode="bilinear", align_corners=False), out)
+    return out
+
+
+def _strong(rgb: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor, generator: torch.Generator):
+    """Colour jitter of the (premultiplied) drawing and a light background behind dark drawings."""
+    b = rgb.shape[0]
+    lum = lambda x: (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])  # noqa: E731
+    ink = alpha.sum((1, 2, 3)).clamp(min=1e-6)
+    dark = (lum(rgb).sum((1, 2, 3)) / ink < 0.25).view(b, 1, 1, 1)
+    bg = torch.where(dark, 0.6 + 0.4 * bg, bg)
+    bright = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=generator)
+    sat = 0.7 + 0.6 * torch.rand(b, 1, 1, 1, generator=generator)
+    gray = lum(rgb)
+    rgb = ((gray + sat * (rgb - gray)) * bright).clamp(min=0)
+    return torch.minimum(rgb, alpha), bg  # premultiplied colour never exceeds its alpha
 
 
 def render_fixed(glyphs: torch.Tensor, out_size: int, seed: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -44,7 +44,20 @@ class TrainConfig:
     styles: str = "seen"  # seen: every art style but the held-out one; all; or noto (the font only)
     split: str = "train"  # train: held-out emoji never seen; all: the shipped model sees every emoji
     init: str = ""  # a run folder whose model weights start this run (the shipped model continues the evaluated one)
+    augment: str = "basic"  # basic: background, scale, rotation, position; strong: also colour, blur, light-behind-dark
+    captions: str = "mixed"  # mixed: names, aliases, keyword lists; keywords: also single words a third of the time
+    # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
+    embed_dim: int = 0
+    vision_width: int = 0
+    text_layers: int = 0
     model: MiniClipConfig = field(default_factory=MiniClipConfig)
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):  # a resumed run's saved config
+            self.model = MiniClipConfig(**{**self.model, "vision_layers": tuple(self.model["vision_layers"])})
+        shape = {k: getattr(self, k) for k in ("embed_dim", "vision_width", "text_layers") if getattr(self, k)}
+        if shape:
+            self.model = replace(self.model, **shape)
 
 
 def style_names(choice: str) -> tuple[str, ...]:
@@ -88,9 +101,11 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings
     chosen = torch.randperm(len(rows), generator=g)[: cfg.batch_size]
     pick = (torch.rand(len(chosen), generator=g) * counts[chosen]).long()
     idx = rows[chosen, pick]
-    images = augment_batch(data.glyphs[idx], cfg.model.image_size, g)  # (B, 3, S, S) in [0, 1]
+    images = augment_batch(data.glyphs[idx], cfg.model.image_size, g,
+                           strong=cfg.augment == "strong")  # (B, 3, S, S) in [0, 1]
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    captions = [sample_caption(data.records[i], rng) for i in idx.tolist()]
+    single = 1 / 3 if cfg.captions == "keywords" else 0.0
+    captions = [sample_caption(data.records[i], rng, single) for i in idx.tolist()]
     return normalize(images), tokenizer(captions)
 
 
@@ -166,4 +181,9 @@ if __name__ == "__main__":
                                    "split": {"choices": ("train", "all"), "help": "train: held-out emoji stay unseen"},
                                    "init": {"help": "start from this run folder's latest weights"},
                                    "lr": {"type": float, "help": "peak learning rate"},
-                                   "warmup": {"type": int, "help": "warm-up steps"}}))
+                                   "warmup": {"type": int, "help": "warm-up steps"},
+                                   "augment": {"choices": ("basic", "strong"), "help": "augmentation lever"},
+                                   "captions": {"choices": ("mixed", "keywords"), "help": "caption lever"},
+                                   "embed_dim": {"type": int, "help": "embedding size (default 128)"},
+                                   "vision_width": {"type": int, "help": "image tower width (default 16)"},
+                                   "text_layers": {"type": int, "help": "text tower depth (default 4)"}}))
