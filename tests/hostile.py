@@ -2,7 +2,7 @@
 images (some of them odd but valid), for tests that build an index over it.
 
     corpus = make_corpus(tmp_path / "hostile")
-    corpus.good  # paths (relative, '/'-separated) that must end up in the index
+    corpus.good  # paths (relative, '/'-separated, as os.walk gives them) that must end up in the index
     corpus.bad   # path as index_builder prints it -> a fragment of the reason it must give
 
 Everything is made in well under a second: the 12000×12000 PNG is a valid 1-bit image whose rows
@@ -98,9 +98,11 @@ def make_corpus(root: Path) -> Corpus:
     shutil.copy(EXAMPLES / "cat.png", outside)
     bad("outside.png", "outside the collection", lambda dst: os.symlink(outside, dst))
     bad("dangling.png", "cannot read", lambda dst: os.symlink(root / "nowhere.png", dst))
-    with open(os.path.join(os.fsencode(root), b"bad\xff.png"), "wb") as f:  # a name that is not UTF-8
-        f.write((EXAMPLES / "cat.png").read_bytes())
-    c.bad["bad\\xff.png"] = "not valid UTF-8"
+    # good too: a name that is not UTF-8 (Latin-1, as from an old camera card or a Windows zip) is a photo all
+    # the same, indexed byte for byte; os.walk hands it over with a surrogate for the byte 0xFF
+    with open(os.path.join(os.fsencode(root), b"caf\xe9 \xff.png"), "wb") as f:
+        f.write(png_bytes(40, 30))
+    c.good.append(os.fsdecode(b"caf\xe9 \xff.png"))
 
     # neither good nor bad: never looked at
     (root / "notes.txt").write_text("not an image")

@@ -239,3 +239,31 @@ def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip
         assert len(found) == 48 and any(f.name.startswith("new-") for f in found)
     finally:
         engine.close()
+
+
+def test_a_file_whose_name_is_not_utf8_is_indexed_shown_and_found_again(tiny_clip_folder, tmp_path, monkeypatch):
+    """A photo copied from an old camera card with a Latin-1 name (b'caf\\xe9.png'): indexed byte for byte,
+    shown with the replacement character, its thumbnail served, and "more like this" works from it."""
+    import os
+
+    from demo_core.engine import Engine
+    from demo_core.search.builder import build_index
+    from tests.hostile import png_bytes
+
+    monkeypatch.setenv("DEMO_CACHE", str(tmp_path / "cache"))
+    photos, out = _photos(tmp_path / "photos"), tmp_path / "index"
+    with open(os.path.join(os.fsencode(photos), b"caf\xe9.png"), "wb") as f:
+        f.write(png_bytes(40, 30))
+    engine = Engine(f"local-dir:{tiny_clip_folder}", "cpu", indexes=[str(out)])
+    try:
+        report = build_index(photos, out, engine.clip, workers=1)
+        assert report.total == 7 and not report.skipped
+        _, found = engine.search_text("a cat", str(out), 48)
+        latin1 = next(f for f in found if f.name == "caf\ufffd.png")  # shown as "caf�.png"
+        assert latin1.thumbnail.is_file() and latin1.thumbnail.stat().st_size > 0
+        again = engine.more_like(str(out), latin1.id, 3)
+        assert again[0].name == "caf\ufffd.png" and again[0].score > 0.999
+        rebuilt = build_index(photos, out, engine.clip, workers=1)  # a re-run finds it unchanged, not new
+        assert (rebuilt.unchanged, rebuilt.indexed, rebuilt.removed) == (7, 0, 0)
+    finally:
+        engine.close()

@@ -7,7 +7,7 @@ indexed file reuses its vector; deleted files are removed. Each batch is committ
 a build killed at any point loses at most the batch in flight, and re-running completes it.
 
 Hostile folders are expected: only regular files are read (a FIFO named ``x.jpg`` would block a
-read forever), a name that is not valid UTF-8 cannot be stored and is skipped, files over
+read forever), a name that is not valid UTF-8 is kept byte for byte (``index.stored``), files over
 ``MAX_FILE_BYTES`` are not read, and a damaged or oversized image is skipped with its reason; the
 build itself goes on. One writer at a time: ``writer_lock`` holds ``OUT/.lock`` for the build.
 """
@@ -72,6 +72,11 @@ def display_name(rel: str) -> str:
     return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
+def shown_name(rel: str) -> str:
+    """A file name as the app shows it: bytes that are not UTF-8 as the replacement character �."""
+    return os.fsencode(rel).decode("utf-8", "replace")
+
+
 def _not_regular(mode: int) -> str | None:
     """Why a file of this st_mode cannot be read as an image, or None for a regular file."""
     if stat.S_ISREG(mode):
@@ -85,8 +90,8 @@ def _not_regular(mode: int) -> str | None:
 def scan(root: Path, include_hidden: bool = False) -> tuple[list[ScannedFile], list[tuple[str, str]]]:
     """Image files under `root`, recursively. Directory symlinks are not followed (so no loops);
     a file symlink is kept only if it points inside the collection. Returns (files, skipped): what
-    cannot be indexed (not a regular file, a name that is not UTF-8, empty, too large) is skipped
-    here with its reason, without being opened."""
+    cannot be indexed (not a regular file, empty, too large) is skipped here with its reason, without being
+    opened. A name that is not UTF-8 (Latin-1 from an old camera card or zip) is kept: ``index.stored``."""
     root = root.resolve()
     files, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -99,12 +104,7 @@ def scan(root: Path, include_hidden: bool = False) -> tuple[list[ScannedFile], l
             if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:  # os.walk keeps undecodable bytes as surrogates; SQLite cannot store them
-                skipped.append((display_name(rel), "the file name is not valid UTF-8; rename the file to index it"))
-                continue
+            rel = path.relative_to(root).as_posix()  # a name that is not UTF-8 keeps its bytes as surrogates
             try:
                 if path.is_symlink():
                     target = path.resolve()

@@ -58,6 +58,21 @@ CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def stored(rel: str) -> str | bytes:
+    """A relative path as the database keeps it: text, or the raw bytes of a name that is not UTF-8 (os.walk
+    hands those over with surrogates, which SQLite text cannot hold). Lossless both ways: ``path_of``."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel)
+
+
+def path_of(value: str | bytes) -> str:
+    """The path `stored` kept, as the str that opens the file (undecodable bytes as surrogates)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 @dataclass
 class Hit:
     id: int
@@ -137,19 +152,20 @@ class ImageIndex:
     # --- rows ---------------------------------------------------------------------------------
     def rows(self) -> dict[str, tuple[int, int, float, str]]:
         """path -> (id, size, mtime, sha256)"""
-        return {p: (i, s, m, h) for i, p, s, m, h in self.db.execute("SELECT id, path, size, mtime, sha256 FROM files")}
+        return {path_of(p): (i, s, m, h)
+                for i, p, s, m, h in self.db.execute("SELECT id, path, size, mtime, sha256 FROM files")}
 
     def add(self, items: list[tuple[str, int, float, str, int, int]], embs: np.ndarray) -> None:
         """Insert (path, size, mtime, sha256, w, h) rows with their embeddings, in one transaction.
         A changed file (same path) replaces its old row."""
         with self.db:
             for (path, size, mtime, sha, w, h), e in zip(items, embs):
-                old = self.db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+                old = self.db.execute("SELECT id FROM files WHERE path = ?", (stored(path),)).fetchone()
                 if old:
                     self.db.execute("DELETE FROM vectors WHERE id = ?", old)
                     self.db.execute("DELETE FROM files WHERE id = ?", old)
                 cur = self.db.execute("INSERT INTO files (path, size, mtime, sha256, width, height) VALUES (?,?,?,?,?,?)",
-                                      (path, size, mtime, sha, w, h))
+                                      (stored(path), size, mtime, sha, w, h))
                 self.db.execute("INSERT INTO vectors VALUES (?, ?)",
                                 (cur.lastrowid, np.asarray(e, np.float32).tobytes()))
             self._bump_generation()
@@ -158,19 +174,20 @@ class ImageIndex:
         """(old path, new path, size, mtime): the same content moved, so the vector is kept."""
         with self.db:
             for old, new, size, mtime in moves:
-                self.db.execute("UPDATE files SET path = ?, size = ?, mtime = ? WHERE path = ?", (new, size, mtime, old))
+                self.db.execute("UPDATE files SET path = ?, size = ?, mtime = ? WHERE path = ?",
+                                (stored(new), size, mtime, stored(old)))
             self._bump_generation()
 
     def touch(self, updates: list[tuple[str, int, float]]) -> None:
         """Record a new size/mtime for files whose content hash did not change."""
         with self.db:
             self.db.executemany("UPDATE files SET size = ?, mtime = ? WHERE path = ?",
-                                [(s, m, p) for p, s, m in updates])
+                                [(s, m, stored(p)) for p, s, m in updates])
 
     def remove(self, paths: list[str]) -> None:
         with self.db:
             for p in paths:
-                row = self.db.execute("SELECT id FROM files WHERE path = ?", (p,)).fetchone()
+                row = self.db.execute("SELECT id FROM files WHERE path = ?", (stored(p),)).fetchone()
                 if row:
                     self.db.execute("DELETE FROM vectors WHERE id = ?", row)
                     self.db.execute("DELETE FROM files WHERE id = ?", row)
@@ -319,7 +336,7 @@ class ImageIndex:
         hits = [Hit(i, "", sc, 0, 0) for i, sc in pairs]
         if not hits:
             return []
-        meta = {i: (p, w, h) for i, p, w, h in self.db.execute(
+        meta = {i: (path_of(p), w, h) for i, p, w, h in self.db.execute(
             f"SELECT id, path, width, height FROM files WHERE id IN ({','.join('?' * len(hits))})",
             [h.id for h in hits])}
         return [Hit(h.id, meta[h.id][0], h.score, meta[h.id][1], meta[h.id][2]) for h in hits if h.id in meta]
@@ -334,7 +351,7 @@ class ImageIndex:
         full = (root / rel).resolve()
         if root != full and root not in full.parents:
             raise IndexProblem(f"'{rel}' is outside the indexed collection.")
-        if not self.db.execute("SELECT 1 FROM files WHERE path = ?", (rel,)).fetchone():
+        if not self.db.execute("SELECT 1 FROM files WHERE path = ?", (stored(rel),)).fetchone():
             raise IndexProblem(f"'{rel}' is not in this index.")
         return full
 

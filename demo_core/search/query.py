@@ -76,7 +76,7 @@ def thumbnail(index: ImageIndex, hit: Hit, cache: Path | None = None) -> Path:
     Written under a name of its own and renamed into place, so requests making the same thumbnail at
     once never see (or serve) a half-written file."""
     src = index.safe_path(hit.path)
-    key = hashlib.sha1(f"{src}:{src.stat().st_mtime_ns}".encode()).hexdigest()[:20]
+    key = hashlib.sha1(os.fsencode(src) + f":{src.stat().st_mtime_ns}".encode()).hexdigest()[:20]  # any name
     cache = cache or Path(tempfile.gettempdir()) / "clip-lab-thumbs"
     cache.mkdir(parents=True, exist_ok=True)
     out = cache / f"{key}.jpg"

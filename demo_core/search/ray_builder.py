@@ -201,6 +201,7 @@ def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | N
     root = checked_root(root)
     run = RayRun()
     with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
+        _leave_out_undecodable(plan)
         if plan.todo:
             pick_tower(plan, clip, tower)  # checked here, once; the actors build plan.report.tower
             t1 = time.time()
@@ -214,6 +215,20 @@ def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | N
     plan.report.seconds = time.time() - t0
     logger.info("index %s (ray): %s", out, "; ".join(plan.report.summary_lines()))
     return plan.report, run
+
+
+def _leave_out_undecodable(plan: Plan) -> None:
+    """Ray Data carries rows as Arrow strings, which must be UTF-8: a file whose name is not is skipped here,
+    with the way to index it (the local engine keeps such names byte for byte)."""
+    keep = []
+    for f in plan.todo:
+        try:
+            f.rel.encode("utf-8")
+            keep.append(f)
+        except UnicodeEncodeError:
+            plan.skip(f.rel, "the file name is not valid UTF-8, which Ray Data cannot carry; index the folder with "
+                      "--engine local (the default) to include it")
+    plan.todo[:] = keep
 
 
 def _embed_on_ray(ray, plan: Plan, clip, run: RayRun, *, address, workers, batch_size, device, progress) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollectionMissing, ImageError, IndexProblem
-from .builder import display_name
+from .builder import display_name, shown_name
 from .index import Hit, ImageIndex
 from .query import thumbnail
 
@@ -61,7 +61,7 @@ def shown(idx: ImageIndex, hits: list[Hit], thumbnail_folder: Path) -> Results:
     root = check_collection(idx)
     for h in hits:
         try:
-            found.append(Found(thumbnail(idx, h, thumbnail_folder), Path(h.path).name, h.score, h.id))
+            found.append(Found(thumbnail(idx, h, thumbnail_folder), shown_name(Path(h.path).name), h.score, h.id))
         except FileNotFoundError:
             logger.warning("index %s: %s is no longer in %s", idx.folder, h.path, root)
             lost.append(h.path)
