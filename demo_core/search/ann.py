@@ -13,10 +13,18 @@ NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
 RERANK_FACTOR = 4  # the ANN index returns k * RERANK_FACTOR candidates, re-ranked exactly
 
 
-def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None, seed: int = 0):
+def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None, seed: int = 0,
+              text_queries: np.ndarray | None = None, centred: bool = True):
     """FAISS index over normalised `vecs` (N, D) with `ids`: Flat up to `threshold` vectors
-    (default: EXACT_MAX_WORK // D), else IVF-Flat
-    with nprobe raised until measured recall@10 >= TARGET_RECALL. Returns (index, info)."""
+    (default: EXACT_MAX_WORK // D), else IVF-Flat with nprobe raised until measured recall@10 >= TARGET_RECALL
+    for image-like queries (near stored vectors) and, when given, for `text_queries` (the modality gap: see
+    ``prompts``). Returns (index, info).
+
+    The coarse quantizer is trained on, and assigns, the *centred* vectors (x − mean): CLIP's image
+    vectors fill one narrow cone, whose shared direction otherwise dominates every centroid, so a text
+    query's list ranking is mostly noise (recall@10 0.52 at nprobe 8 on the modality-gap bench, 0.95
+    centred). The lists hold the vectors themselves (``add_core`` with the centred assignment), so scores
+    stay exact inner products and queries are not changed."""
     import faiss
 
     n, dim = vecs.shape
@@ -33,19 +41,29 @@ def build_ann(vecs: np.ndarray, ids: np.ndarray, *, threshold: int | None = None
     index.own_fields = True  # the IVF index owns (and keeps alive) its quantizer
     quantizer.this.disown()
     rng = np.random.default_rng(seed)
-    sample = vecs[rng.choice(n, min(n, 50 * nlist), replace=False)]
-    index.train(sample)
-    index.add_with_ids(vecs, ids)
-    queries = near_queries(vecs, 200, rng)
-    exact = exact_top10(vecs, ids, queries)
-    recall = 0.0
-    for nprobe in NPROBES:
+    centre = vecs.mean(0, dtype=np.float64).astype(np.float32) if centred else np.zeros(dim, np.float32)
+    index.train(np.ascontiguousarray(vecs[rng.choice(n, min(n, 50 * nlist), replace=False)] - centre))
+    for start in range(0, n, 65536):  # assign by the centred vector, store the vector itself
+        x = np.ascontiguousarray(vecs[start:start + 65536])
+        _, lists = index.quantizer.search(np.ascontiguousarray(x - centre), 1)
+        index.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(np.ascontiguousarray(ids[start:start + 65536])),
+                       faiss.swig_ptr(np.ascontiguousarray(lists[:, 0])))
+    kinds = {"image": near_queries(vecs, 200, rng)}
+    if text_queries is not None and len(text_queries):
+        kinds["text"] = np.ascontiguousarray(text_queries, dtype=np.float32)
+    exact = {kind: exact_top10(vecs, ids, q) for kind, q in kinds.items()}
+    recalls = {}
+    for nprobe in [p for p in NPROBES if p <= nlist] or [nlist]:
         index.nprobe = nprobe
-        recall = recall_at_10(index, vecs, ids, queries, exact)
-        if recall >= TARGET_RECALL:
+        recalls = {kind: recall_at_10(index, vecs, ids, q, exact[kind]) for kind, q in kinds.items()}
+        if min(recalls.values()) >= TARGET_RECALL:
             break
-    return index, {"index_type": f"IVF-Flat ({nlist} lists, nprobe {index.nprobe}, exact re-rank)",
-                   "count": int(n), "nprobe": int(index.nprobe), "recall_at_10": round(recall, 4)}
+    info = {"index_type": f"IVF-Flat ({nlist} lists{', centred' if centred else ''}, nprobe {index.nprobe}, "
+                          "exact re-rank)",
+            "count": int(n), "nprobe": int(index.nprobe), "recall_at_10": round(recalls["image"], 4)}
+    if "text" in recalls:
+        info["recall_at_10_text"] = round(recalls["text"], 4)
+    return index, info
 
 
 def stored_vectors(index) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ import torch
 from ..errors import ImageError, IndexProblem
 from ..images import header_size, load_image
 from .index import ImageIndex, now_iso
+from .prompts import load_text_queries, save_text_queries
 from .lock import writer_lock  # noqa: F401  (the CLI and tests take it from here)
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def build_index(root: str | Path, out: str | Path, clip, *, batch_size: int = 64
     """
     t0 = time.time()
     root = checked_root(root)
-    with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
+    with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden, clip) as plan:
         encoder = pick_tower(plan, clip, tower)
         _embed_locally(plan, encoder, batch_size=batch_size, workers=workers, progress=progress)
     plan.report.seconds = time.time() - t0
@@ -246,13 +247,16 @@ def pick_tower(plan: Plan, clip, kind: str, sample: int = TOWER_SAMPLE):
 
 
 @contextlib.contextmanager
-def planned_build(root: Path, out: str | Path, spec: str, dim: int, include_hidden: bool):
+def planned_build(root: Path, out: str | Path, spec: str, dim: int, include_hidden: bool, clip=None):
     """Open (or create) the index in `out` for `root` and the model (`spec`, `dim`), scan and plan;
     yield the Plan. On a normal exit, remove what vanished, rebuild FAISS and write the manifest.
+    With `clip`, the text queries that tune the index are encoded once (``prompts.save_text_queries``).
     Raises IndexProblem when `out` indexes another folder or another model."""
     index = ImageIndex(out, create=True)
     try:
         index.check_model(spec, dim)
+        if clip is not None and load_text_queries(out) is None:
+            save_text_queries(out, clip)
         m = index.manifest()
         if m.get("root") and index.root != root:
             raise IndexProblem(f"{out} indexes {index.root}, not {root}; use another --out for this folder.")

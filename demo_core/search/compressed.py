@@ -131,24 +131,37 @@ def _ivf(index):
     return faiss.extract_index_ivf(index)
 
 
-def train_index(store: VectorStore, p: Params, seed: int = 0):
-    """An empty index with the parameters `p`, trained on a random sample of the store."""
+def train_index(store: VectorStore, p: Params, seed: int = 0, centre: np.ndarray | None = None):
+    """An empty index with the parameters `p`, trained on a random sample of the store, centred on `centre`
+    (the vectors' mean: see ``ann.build_ann`` on the modality gap). Queries are not centred: an inner
+    product with x − centre ranks as one with x, and the re-rank scores the stored vectors exactly."""
     import faiss
 
     d = store.vectors.shape[1]
     index = faiss.index_factory(d, p.factory(d), faiss.METRIC_INNER_PRODUCT)
     faiss.downcast_index(_ivf(index)).do_polysemous_training = False  # 10× the time, no use to a re-rank
-    index.train(store.sample(p.train_size, np.random.default_rng(seed)))
+    sample = store.sample(p.train_size, np.random.default_rng(seed))
+    index.train(np.ascontiguousarray(sample - (0 if centre is None else centre), np.float32))
     return index
 
 
-def add_shard(trained, ids: np.ndarray, vecs: np.ndarray):
-    """One shard: a copy of the trained index holding these vectors (independent of other shards)."""
+def add_shard(trained, ids: np.ndarray, vecs: np.ndarray, centre: np.ndarray | None = None):
+    """One shard: a copy of the trained index holding these vectors, centred as it was trained (independent
+    of other shards)."""
     import faiss
 
     shard = faiss.clone_index(trained)
-    shard.add_with_ids(np.ascontiguousarray(vecs, np.float32), np.ascontiguousarray(ids, np.int64))
+    x = vecs if centre is None else vecs - centre
+    shard.add_with_ids(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(ids, np.int64))
     return shard
+
+
+def mean_vector(store: VectorStore, rows: int = 65536) -> np.ndarray:
+    """The store's mean vector, read block by block (float64 sums)."""
+    total = np.zeros(store.vectors.shape[1], np.float64)
+    for _, _, vecs in store.blocks(rows):
+        total += vecs.sum(0, dtype=np.float64)
+    return (total / max(1, len(store))).astype(np.float32)
 
 
 def merge_into(index, shard) -> None:
@@ -193,20 +206,28 @@ def search_store(index, store: VectorStore, q: np.ndarray, k: int, rerank: int) 
     return [(int(cand[i]), float(scores[i])) for i in order]
 
 
-def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
+def tune(index, store: VectorStore, p: Params, seed: int = 0, text_queries: np.ndarray | None = None) -> dict:
     """Set p.nprobe and p.rerank by measurement; returns their recall@10 on the tuning queries.
 
     For each nprobe, the smallest k' whose recall@10 against exact search reaches TARGET_RECALL + 0.01
     (the margin covers the sampling error of TUNE_QUERIES queries); of those pairs, the fastest
     measured. Larger nprobes stop being tried once one needs no more k' than the nprobe before it
     (more lists did not let the re-rank shrink), or, when none reaches it, once more lists no longer
-    raise the best recall. If none reaches it, the pair with the best recall."""
+    raise the best recall. If none reaches it, the pair with the best recall.
+
+    With `text_queries` (see ``prompts``) the queries are both kinds, and the recall a pair must reach is
+    that of the worse kind. Returns the chosen pair's recall@10 by kind."""
     from .ann import near_queries
 
     rng = np.random.default_rng(seed + 1)
     queries = near_queries(store.sample(TUNE_QUERIES, rng), TUNE_QUERIES, rng)
+    kind = np.zeros(len(queries), bool)
+    if text_queries is not None and len(text_queries):
+        queries = np.concatenate([queries, np.asarray(text_queries, np.float32)])
+        kind = np.concatenate([kind, np.ones(len(text_queries), bool)])
     exact = store.exact_top(queries, min(10, len(store)))
     k = exact.shape[1]
+    by_kind = {"image": ~kind, "text": kind} if kind.any() else {"image": ~kind}
     tried = []  # (reached, -ms or recall, nprobe, rerank, recall)
     before = None  # (reached, k' or best recall) at the previous nprobe
     for nprobe in [n for n in NPROBES if n <= p.nlist] or [p.nlist]:
@@ -215,9 +236,11 @@ def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
             t = time.perf_counter()
             found = [{i for i, _ in search_store(index, store, q, k, rerank)} for q in queries]
             ms = (time.perf_counter() - t) * 1000 / len(queries)
-            recall = float(np.mean([len(f & set(e)) / k for f, e in zip(found, exact)]))
+            hits = np.array([len(f & set(e)) / k for f, e in zip(found, exact)])
+            recalls = {name: float(hits[mask].mean()) for name, mask in by_kind.items()}
+            recall = min(recalls.values())
             reached = recall >= TARGET_RECALL + 0.01
-            tried.append((reached, -ms if reached else recall, nprobe, rerank, recall))
+            tried.append((reached, -ms if reached else recall, nprobe, rerank, recall, recalls))
             if reached:
                 break
         now = (True, rerank) if reached else (False, max(t[4] for t in tried if t[2] == nprobe))
@@ -226,13 +249,13 @@ def tune(index, store: VectorStore, p: Params, seed: int = 0) -> float:
         if not reached and before and not before[0] and now[1] <= before[1] + 0.005:
             break
         before = now
-    _, _, p.nprobe, p.rerank, recall = max(tried)
+    _, _, p.nprobe, p.rerank, _, recalls = max(tried, key=lambda t: t[:5])
     _set_nprobe(index, p.nprobe)
-    return recall
+    return recalls
 
 
 def build_compressed(folder: str | Path, p: Params | None = None, *, budget: int = MEMORY_BUDGET,
-                     seed: int = 0) -> tuple[object, dict]:
+                     seed: int = 0, text_queries: np.ndarray | None = None, centred: bool = True) -> tuple[object, dict]:
     """Build the compressed index over the store in `folder` (written by ``VectorStore.write``).
 
     Writes index.faiss (and lists.ivfdata) and params.json there; returns (index, manifest entries)."""
@@ -244,13 +267,14 @@ def build_compressed(folder: str | Path, p: Params | None = None, *, budget: int
     p = p or choose_params(n, d, budget)
     seconds = {}
     t = time.perf_counter()
-    trained = train_index(store, p, seed)
+    centre = mean_vector(store) if centred else None
+    trained = train_index(store, p, seed, centre)
     seconds["train"] = time.perf_counter() - t
     index, names = faiss.clone_index(trained), []
     seconds["add"] = seconds["merge"] = 0.0
     for start, ids, vecs in store.blocks(p.shard_rows):
         t = time.perf_counter()
-        shard = add_shard(trained, ids, vecs)
+        shard = add_shard(trained, ids, vecs, centre)
         seconds["add"] += time.perf_counter() - t
         t = time.perf_counter()
         if p.ondisk:  # each shard goes to disk at once; nothing holds them all
@@ -271,17 +295,22 @@ def build_compressed(folder: str | Path, p: Params | None = None, *, budget: int
         index = to_fast_scan(index)
         seconds["merge"] += time.perf_counter() - t
     t = time.perf_counter()
-    recall = tune(index, store, p, seed)
+    recalls = tune(index, store, p, seed, text_queries)
+    recall = recalls["image"]
     seconds["tune"] = time.perf_counter() - t
     faiss.write_index(index, str(folder / "index.faiss"))
     params = {**asdict(p), "factory": p.factory(d), "fast_scan": p.fast_scan(), "bytes_per_vector": p.code_bytes(), "budget": budget,
-              "recall_at_10": round(recall, 4), "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+              "recall_at_10": round(recall, 4), "centred": centred,
+              **({"recall_at_10_text": round(recalls["text"], 4)} if "text" in recalls else {}),
+              "seconds": {k: round(v, 2) for k, v in seconds.items()}}
     (folder / "params.json").write_text(json.dumps(params, indent=2) + "\n")
     logger.info("compressed index %s: %s, nprobe %d, re-rank %d, recall@10 %.3f (%s)", folder, params["factory"],
                 p.nprobe, p.rerank, recall, ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     info = {"index_type": f"IVF-PQ compressed ({p.factory(d)}{' fast-scan' if p.fast_scan() else ''}, nprobe {p.nprobe}, exact re-rank of {p.rerank} "
                           "from float16 on disk)",
             "count": int(n), "nprobe": int(p.nprobe), "recall_at_10": round(recall, 4), "compressed_params": params}
+    if "text" in recalls:
+        info["recall_at_10_text"] = round(recalls["text"], 4)
     return index, info
 
 

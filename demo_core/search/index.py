@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import IndexProblem
 from . import compressed
+from .prompts import load_text_queries
 from .ann import (EXACT_MAX_WORK, NPROBES, RERANK_FACTOR, TARGET_RECALL, build_ann, exact_top10,  # noqa: F401
                   near_queries, recall_at_10, search_ann, stored_vectors)
 
@@ -217,8 +218,9 @@ class ImageIndex:
             return self._build_compressed()
         gen = self.manifest().get("generation", 0)  # read before the vectors: a later write makes it stale
         ids, vecs = self.load_vectors()
-        index, info = build_ann(vecs, ids, threshold=threshold)
+        index, info = build_ann(vecs, ids, threshold=threshold, text_queries=load_text_queries(self.folder))
         self._faiss, self._vectors, self._ids, self._compressed = index, vecs, ids, None
+        info.setdefault("recall_at_10_text", None)
         info.update(faiss_generation=gen, faiss_built=now_iso())
         self._served = {"generation": gen, "built": info["faiss_built"]}
         if self.manifest().get("compressed"):
@@ -251,7 +253,7 @@ class ImageIndex:
         sub = base / f"compressed-{gen}"
         shutil.rmtree(sub, ignore_errors=True)  # what a killed build left
         compressed.VectorStore.write(sub, self.count(), m.get("dim", 0), self._vector_chunks())
-        _, info = compressed.build_compressed(sub)
+        _, info = compressed.build_compressed(sub, text_queries=load_text_queries(self.folder))
         self._compressed = compressed.CompressedIndex(sub)
         self._faiss = self._vectors = self._ids = None
         info.update(faiss_generation=gen, compressed=sub.name, faiss_built=now_iso())

@@ -200,7 +200,7 @@ def build_index_ray(root: str | Path, out: str | Path, clip, *, address: str | N
     t0 = time.time()
     root = checked_root(root)
     run = RayRun()
-    with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden) as plan:
+    with writer_lock(out), planned_build(root, out, clip.spec.spec, clip.embed_dim, include_hidden, clip) as plan:
         _leave_out_undecodable(plan)
         if plan.todo:
             pick_tower(plan, clip, tower)  # checked here, once; the actors build plan.report.tower
