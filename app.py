@@ -17,7 +17,7 @@ import gradio as gr  # noqa: E402
 from demo_core.engine import Engine  # noqa: E402
 from demo_core.errors import UserError  # noqa: E402
 from ui import clip_learns, diffusion, search, status, text_to_image, unclip, zero_shot  # noqa: E402
-from ui.common import EXAMPLES  # noqa: E402
+from ui.common import EXAMPLES, PAGE_CSS  # noqa: E402
 
 
 EXAMPLES_CACHE = os.environ.get("GRADIO_EXAMPLES_CACHE", ".gradio/cached_examples")
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     install_shutdown(engine)
     try:
         build_demo(engine).queue(default_concurrency_limit=2).launch(
-            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES)])
+            server_name=args.host, server_port=args.port, show_error=True, allowed_paths=[str(EXAMPLES)], css=PAGE_CSS)
     finally:
         engine.close()  # the files it handed out
 

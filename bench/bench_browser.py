@@ -58,7 +58,7 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = app.build_demo(Engine("mini-clip", "cpu"))
-    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port,
+    demo.queue(default_concurrency_limit=2).launch(server_name="127.0.0.1", server_port=port, css=app.PAGE_CSS,
                                                    prevent_thread_lock=True, quiet=True)
     first, whole, matrix = [], [], []
     try:

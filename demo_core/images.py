@@ -173,3 +173,28 @@ def grid(batch: torch.Tensor, size: int = DISPLAY, per_row: int | None = None) -
     for i, x in enumerate(batch):
         out.paste(to_pil(x).resize((size, size), Image.NEAREST), ((i % per_row) * size, (i // per_row) * size))
     return out
+
+
+# Fonts for labels drawn into pictures: DejaVu Sans (Debian's fonts-dejavu-core, most Linux images) has the
+# arrows and ellipses the labels use; Pillow's own font, the fallback, lacks them (they came out as boxes).
+LABEL_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+               "/usr/share/fonts/TTF/DejaVuSans.ttf", "/Library/Fonts/Arial Unicode.ttf", "C:/Windows/Fonts/arial.ttf")
+ASCII_FOR = {"→": "->", "←": "<-", "…": "...", "·": "-", "×": "x", "τ": "tau"}
+
+
+def label_font(size: int):
+    """A TrueType font of `size` px for labels in pictures (see LABEL_FONTS)."""
+    from PIL import ImageFont
+
+    for path in LABEL_FONTS:
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+def drawable(text: str, font) -> str:
+    """`text` with each character that `font` has no glyph for (it would draw the missing-glyph box)
+    written in ASCII (→ as ->, … as ...)."""
+    missing = bytes(font.getmask("\U0010fffd"))
+    return "".join(ASCII_FOR.get(ch, ch) if ch in ASCII_FOR and bytes(font.getmask(ch)) == missing else ch
+                   for ch in text)

@@ -23,7 +23,7 @@ def launched_app(engine=None, **launch):
     demo = app.build_demo(engine)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,
-                        quiet=True, allowed_paths=[str(EXAMPLES)], **launch)
+                        quiet=True, allowed_paths=[str(EXAMPLES)], css=app.PAGE_CSS, **launch)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -93,3 +93,24 @@ def test_the_users_own_pairs_are_checked_in_words():
         user_pairs(paths, "a pet\na pet")
     with pytest.raises(InputError, match="between 2 and 16 images"):
         user_pairs(paths[:1], "a cat")
+
+
+def test_heatmap_titles_are_drawn_whole_below_the_label_badge():
+    """"→" came out as a missing-glyph box (Pillow's own font has none), and the UI's label badge covered the
+    title. Labels now use a font that has the glyph (or ASCII where none does), under a blank band."""
+    import numpy as np
+    from PIL import Image, ImageFont
+
+    from demo_core.clip.matrix import render_heatmap
+    from demo_core.images import drawable, label_font
+
+    pillow = ImageFont.load_default(size=12)
+    assert drawable("image → text", pillow) == "image -> text"  # never the box
+    font = label_font(12)
+    shown = drawable("image → text", font)
+    assert shown in ("image → text", "image -> text")
+    assert bytes(font.getmask(shown)) != bytes(font.getmask("image \U0010fffd text"))
+    thumbs = [Image.new("RGB", (8, 8), c) for c in ("red", "blue", "green")]
+    img = np.asarray(render_heatmap(torch.eye(3), thumbs, ["a cat", "a dog", "a car"], "image → text: rows"))
+    assert (img[:28] == 255).all()  # nothing under the badge
+    assert (img[30:46] < 128).any()  # the title, just below it

@@ -83,3 +83,24 @@ def test_concurrent_runs_with_different_seeds_each_reproduce_their_own_result():
     assert not errors
     for (seed, _), w in results.items():
         assert torch.equal(w, alone[seed]), f"seed {seed} got another request's weights"
+
+
+def test_every_frame_of_the_toy_plot_holds_both_series_under_fixed_names():
+    """The browser's scatter plot keeps the colour categories of its first frame: a series that appears later
+    (the samples) or is renamed each frame ("samples (t=…)") was never drawn. Every frame now holds "data" and
+    "samples"; the first frame's samples are the noise that sampling starts from, the last one's land on the
+    shape; the forward plot draws the shape (t = 0) last, on top of the noise."""
+    from ui.diffusion import toy
+
+    frames = [f for f in toy("two moons", None, 200, 3) if not isinstance(f[0], type(None))]
+    plots = [f[0] for f in frames if hasattr(f[0], "columns")]
+    assert len(plots) > 5 and all(sorted(p["series"].unique()) == ["data", "samples"] for p in plots)
+    first, last = plots[0], plots[-1]
+    start = toy2d.start_points(800, 3).numpy()
+    assert np.allclose(first[first.series == "samples"][["x", "y"]].to_numpy(), start, atol=1e-6)
+    data = torch.tensor(last[last.series == "data"][["x", "y"]].to_numpy())
+    samples = torch.tensor(last[last.series == "samples"][["x", "y"]].to_numpy())
+    near = torch.cdist(samples, data).min(1).values.median().item()
+    assert near < 0.6 * torch.cdist(torch.tensor(start), data).min(1).values.median().item()  # 200 steps: closer
+    fwd = frames[0][1]
+    assert list(dict.fromkeys(fwd["series"]))[-1] == "t = 0"

@@ -174,3 +174,16 @@ $$\hat\mu = \mu_\theta(x_t) + s\,\Sigma_\theta\,\nabla_{x_t}\big(f(x_t, t)\cdot 
 where $f$ is a CLIP image tower trained on *noisy* images (a plain CLIP cannot read $x_t$: see the plot) and
 $g$ the text tower. DDIM has no $\Sigma$: there $\hat\epsilon \leftarrow \hat\epsilon - s\sqrt{1-\bar\alpha_t}\,\nabla$.
 """
+
+
+def pictures(label: str | None = None, **kw) -> gr.Gallery:
+    """A gallery that shows each picture whole (scaled to fit its cell, never cropped to a square)."""
+    return gr.Gallery(label=label, object_fit="contain", **kw)
+
+
+# Page-wide CSS, passed to launch(): gallery captions wrap and are shown whole (Gradio cuts them to one
+# line with an ellipsis: "cos 0…").
+PAGE_CSS = """
+.caption-label { white-space: normal !important; max-width: 100% !important; overflow-wrap: anywhere;
+                 text-overflow: clip !important; line-height: 1.2; }
+"""

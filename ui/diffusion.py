@@ -13,7 +13,7 @@ from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
-from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
+from ui.common import (EXAMPLES, pictures, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
                        seed_box, session_key, stop_button, throttled)
 
 LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (DDIM: ε̂ from the clipped x̂₀)"
@@ -51,20 +51,26 @@ def toy(shape: str, drawing, steps: int, seed: int):
         pts = toy2d.points_from_image(toy2d.drawing_to_gray(canvas), seed=seed)
     else:
         pts = toy2d.make_points(shape, seed=seed)
-    fwd = pd.concat([frame(toy2d.forward_points(pts[:600], t, seed), f"t={t}")
-                     for t in (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)])
+    # The forward cloud: the most diffused first, so that the shape (t = 0) is drawn on top of the noise.
+    fwd = pd.concat([frame(toy2d.forward_points(pts[:400], t, seed), f"t = {t}")
+                     for t in (toy2d.T_TOY, toy2d.T_TOY // 4, toy2d.T_TOY // 8, 0)])
     data = frame(pts[:800], "data")
+    # Every frame holds both series under fixed names: the browser's plot keeps the colour categories of
+    # its first frame, so a series that appears later (or is renamed each frame) is never drawn. Until
+    # sampling starts, "samples" are the points of pure noise that sampling will start from.
+    start = frame(toy2d.start_points(800, seed), "samples")
     model, trained = None, 0
     for item in toy2d.train(pts, steps=steps, seed=seed):
         if isinstance(item, toy2d.TrainProgress):
             trained = item.steps
-            yield data, fwd, f"training ε-MLP: step {item.step}/{item.steps}, loss {item.loss:.3f}"
+            yield (pd.concat([data, start]), fwd,
+                   f"training ε-MLP: step {item.step}/{item.steps}, loss {item.loss:.3f} (samples: x_T, pure noise)")
         else:
             model = item
     for st in toy2d.sample(model, n=800, seed=seed):
         if st.index % 10 == 0 or st.t == 1:
-            shown = pd.concat([data, frame(st.x_prev, f"samples (t={st.t - 1})")])
-            yield shown, fwd, f"sampling: t = {st.t}, step {st.index + 1} of {st.total}"
+            shown = pd.concat([data, frame(st.x_prev, "samples")])
+            yield shown, fwd, f"sampling: samples at t = {st.t - 1}, step {st.index + 1} of {st.total}"
     yield gr.skip(), gr.skip(), (f"✅ done: trained {trained} steps; 800 samples from N(0, I) denoised in "
                                  f"{toy2d.T_TOY} steps (cosine schedule)")
 
@@ -125,8 +131,8 @@ def build(engine: Engine) -> None:
             f_xt = gr.Image(label="x_t", interactive=False, elem_id="f-xt", height=256)
             f_info = gr.Markdown(elem_id="f-info")
             gr.Markdown(FORWARD_FORMULA, latex_delimiters=LATEX)
-    f_lin = gr.Gallery(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
-    f_cos = gr.Gallery(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
+    f_lin = pictures(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
+    f_cos = pictures(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
     with gr.Row():
         f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise")
         f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)")
@@ -160,7 +166,7 @@ def build(engine: Engine) -> None:
         r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False, format="jpeg")
         r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False, format="jpeg")
         r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False, format="jpeg")
-    r_strip = gr.Gallery(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
+    r_strip = pictures(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
                          elem_id="r-strip")
     r_gif = gr.File(label="Download the run as a GIF", height=80, elem_id="r-gif")
     r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
@@ -183,9 +189,10 @@ def build(engine: Engine) -> None:
             d_status = gr.Markdown(elem_id="d-status")
             with gr.Row():
                 d_plot = gr.ScatterPlot(x="x", y="y", color="series", label="data and samples",
-                                        height=360, x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5])
+                                        height=400, x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5],
+                                        color_map={"data": "#9aa5b1", "samples": "#e4572e"})
                 d_fwd = gr.ScatterPlot(x="x", y="y", color="series", label="forward process q(x_t | x_0)",
-                                       height=360, x_lim=[-3, 3], y_lim=[-3, 3])
+                                       height=400, x_lim=[-3, 3], y_lim=[-3, 3])
     def toy_run(shape: str, drawing, steps: int, seed: int):
         """Train on the chosen distribution (or the drawing), then stream sampling."""
         yield from toy(shape, drawing_source(drawing, d_draw), steps, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demo_core.engine import MAX_RESULTS, Engine, Found, Results
-from ui.common import LIGHT, file_path, handler, model_handler, serve_as_is
+from ui.common import LIGHT, pictures, file_path, handler, model_handler, serve_as_is
 from ui.status import index_summary
 
 
@@ -68,7 +68,7 @@ def build(engine: Engine) -> None:
                               sources=["upload", "clipboard"], elem_id="s-image")
             image_btn = gr.Button("Search by image", elem_id="s-run-image")
     details = gr.Markdown()
-    results = gr.Gallery(label="Results (click one for more like it)", columns=6, height="auto",
+    results = pictures(label="Results (click one for more like it)", columns=6, height="auto",
                          elem_id="s-results")
     hit_ids = gr.State([])
     outputs = [results, details, hit_ids]

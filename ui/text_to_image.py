@@ -8,7 +8,7 @@ import pandas as pd
 
 from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate, noised_clip_curve
 from demo_core.engine import Engine
-from ui.common import LATEX, TEXT2IMG_FORMULA, handler, model_handler, seed_box, session_key, stop_button, throttled
+from ui.common import LATEX, pictures, TEXT2IMG_FORMULA, handler, model_handler, seed_box, session_key, stop_button, throttled
 
 
 
@@ -90,12 +90,12 @@ def build(engine: Engine) -> None:
     with gr.Row():
         x_t = gr.Image(label="x_t", interactive=False, format="jpeg", elem_id="t2i-xt")
         x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
-    images = gr.Gallery(label="Generated images", columns=8, height=180, elem_id="t2i-images")
-    pieces = gr.Gallery(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
+    images = pictures(label="Generated images", columns=8, height=180, elem_id="t2i-images")
+    pieces = pictures(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
                         height=200, elem_id="t2i-pieces")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
-    swept = gr.Gallery(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
+    swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
     method.change(handler(_scale_for), method, scale, api_visibility="private")
     run.click(model_handler(text2img, duration=120), [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
               [images, x_t, x0, pieces, scores, status], api_name="text2img")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
 from demo_core.engine import Engine
-from ui.common import (EXAMPLES, LATEX, file_path, model_handler, seed_box, serve_as_is, session_key,
+from ui.common import (EXAMPLES, pictures, LATEX, file_path, model_handler, seed_box, serve_as_is, session_key,
                        stop_button, throttled)
 
 EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
@@ -141,15 +141,15 @@ def build(engine: Engine) -> None:
             emb = gr.LinePlot(x="dimension", y="value", color="embedding",
                               label="Stage 1 → 2: the text embedding and the prior's image embedding")
             cos = gr.Markdown()
-        nearest = gr.Gallery(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
+        nearest = pictures(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
                              columns=6, height=150, elem_id="u-nearest")
         with gr.Row():
             x_t = gr.Image(label="Stage 3, the decoder: x_t", interactive=False, format="jpeg", elem_id="u-xt")
-            images = gr.Gallery(label="Decoded images", columns=4, height=200, elem_id="u-images")
+            images = pictures(label="Decoded images", columns=4, height=200, elem_id="u-images")
         with gr.Row():
-            with_prior = gr.Gallery(label="Decoder fed the prior's image embedding", columns=4, height=170,
+            with_prior = pictures(label="Decoder fed the prior's image embedding", columns=4, height=170,
                                     elem_id="u-with-prior")
-            without = gr.Gallery(label="Decoder fed the text embedding (no prior)", columns=4, height=170,
+            without = pictures(label="Decoder fed the text embedding (no prior)", columns=4, height=170,
                                  elem_id="u-without-prior")
     with gr.Tab("Image variations"):
         with gr.Row():
@@ -163,7 +163,7 @@ def build(engine: Engine) -> None:
         with gr.Row():
             var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="The picture's embedding")
             var_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
-        var_images = gr.Gallery(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8, height=180,
+        var_images = pictures(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8, height=180,
                                 elem_id="u-variations")
     with gr.Tab("Interpolation"):
         with gr.Row():
@@ -181,7 +181,7 @@ def build(engine: Engine) -> None:
         with gr.Row():
             int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
-        strip = gr.Gallery(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)", columns=MAX_POINTS, height=160,
+        strip = pictures(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)", columns=MAX_POINTS, height=160,
                            elem_id="u-strip")
 
     gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load

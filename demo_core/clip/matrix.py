@@ -275,20 +275,23 @@ def render_heatmap(values: torch.Tensor, images: Sequence, captions: Sequence[st
                    lo: float | None = None, hi: float | None = None, cell: int = 44):
     """A B×B heatmap with each row's image on the left, each column's caption on top (rotated),
     the value in every cell, and the diagonal (the true pairs) outlined."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
+
+    from ..images import drawable, label_font
 
     B = values.shape[0]
     lo = float(values.min()) if lo is None else lo
     hi = float(values.max()) if hi is None else hi
-    font = ImageFont.load_default(size=12)
-    small = ImageFont.load_default(size=11 if B <= 10 else 9)
-    top, left = 150, cell + 8
+    font = label_font(13)
+    small = label_font(11 if B <= 10 else 9)
+    band = 30  # blank band on top: the UI's label badge sits over it, not over the title
+    top, left = band + 150, cell + 8
     W, H = left + B * cell + 90, top + B * cell + 4  # right margin: the last rotated caption
     canvas = Image.new("RGB", (W, H + 22), "white")
     d = ImageDraw.Draw(canvas)
-    d.text((W // 2, 4), title, fill="black", font=font, anchor="ma")  # centred: clear of the UI's label badge
+    d.text((W // 2, band), drawable(title, font), fill="black", font=font, anchor="ma")
     for j, cap in enumerate(captions):
-        text = cap if len(cap) <= 24 else cap[:23] + "…"
+        text = drawable(cap if len(cap) <= 24 else cap[:23] + "…", small)
         tw = int(d.textlength(text, font=small)) + 4
         label = Image.new("RGBA", (tw, 14), (255, 255, 255, 0))
         ImageDraw.Draw(label).text((2, 0), text, fill="black", font=small)
@@ -307,6 +310,6 @@ def render_heatmap(values: torch.Tensor, images: Sequence, captions: Sequence[st
             d.text((x + cell // 2, y + cell // 2), f"{v:.2f}", fill=ink, font=small, anchor="mm")
         d.rectangle([left + i * cell, top + i * cell, left + i * cell + cell - 1, top + i * cell + cell - 1],
                     outline="red", width=2)
-    d.text((4, H + 4), f"colour: {lo:.2f} (dark) … {hi:.2f} (yellow); red boxes = the true pairs", fill="black",
-           font=small)
+    d.text((4, H + 4), drawable(f"colour: {lo:.2f} (dark) … {hi:.2f} (yellow); red boxes = the true pairs", small),
+           fill="black", font=small)
     return canvas

@@ -121,10 +121,15 @@ def train(points: torch.Tensor, *, steps: int = 1500, batch: int = 512, lr: floa
     yield model.eval()
 
 
+def start_points(n: int, seed: int = 0) -> torch.Tensor:
+    """x_T of ``sample(model, n, seed)``: the n points of pure noise that sampling starts from."""
+    return initial_noise((n, 2), torch.Generator().manual_seed(seed))
+
+
 def sample(model: EpsMLP, n: int = 1000, seed: int = 0) -> Iterator[Step]:
     """Algorithm 2 on n points from N(0, I): yields T_TOY steps (t = T … 1)."""
     s = Schedule.make("cosine", T_TOY)
-    x_T = initial_noise((n, 2), torch.Generator().manual_seed(seed))
+    x_T = start_points(n, seed)
     eps_fn = lambda x, t: model(x, torch.full((x.shape[0],), t))  # noqa: E731
     yield from ddpm_sampler(eps_fn, s, x_T, torch.Generator().manual_seed(seed + 1))
 
