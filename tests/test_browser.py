@@ -37,15 +37,49 @@ def browser():
         b.close()
 
 
+WIDE, NARROW = {"width": 1400, "height": 1000}, {"width": 390, "height": 844}  # a laptop, a phone
+
+
+def open_page(browser, url, viewport):
+    """A new page in a new browser context (its own Gradio session) that records the console's errors."""
+    context = browser.new_context(viewport=viewport)
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.goto(url, wait_until="load")
+    pg.wait_for_selector("#status-line", timeout=60_000)
+    return pg
+
+
+SCREEN_PROBLEMS = """() => {
+  const out = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > window.innerWidth + 1) out.push(`page scrolls sideways: ${doc.scrollWidth} px in ${window.innerWidth}`);
+  for (const el of document.querySelectorAll('.caption-label, figcaption')) {
+    if (!el.offsetParent) continue;  // not shown (another tab)
+    if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
+      out.push(`caption cut: "${el.innerText}"`);
+  }
+  return out;
+}"""
+
+
+def screen_problems(page) -> list[str]:
+    """What a person would see wrong on the page as it stands: console errors, a page wider than the
+    window, gallery captions cut off."""
+    return [f"console: {e}" for e in page.errors] + page.evaluate(SCREEN_PROBLEMS)
+
+
 @pytest.fixture
 def page(browser, app_url):
-    """A new page in a new browser context: its own Gradio session, nothing left from other tests."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.goto(app_url, wait_until="load")
-    pg.wait_for_selector("#status-line", timeout=60_000)
+    """A new page in a new browser context: its own Gradio session, nothing left from other tests. When the
+    test is done, the screen it leaves is checked (``screen_problems``)."""
+    pg = open_page(browser, app_url, WIDE)
     yield pg
-    context.close()
+    problems = screen_problems(pg)
+    pg.context.close()
+    assert not problems, problems
 
 
 def _screenshot(page, name, tmp_path):
@@ -118,11 +152,23 @@ def test_diffusion_tab_reverse_process_streams_the_emoji_ddpm(page, tmp_path):
 
 
 def test_diffusion_tab_toy_2d_trains_and_samples(page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
     page.get_by_role("tab", name="Diffusion step by step").click()
     page.locator("#d-run").click()
     _wait_text(page, "#d-status", "training", 60_000)
     status = _wait_text(page, "#d-status", "done", 240_000)
     assert "800 samples" in status
+    page.locator("#d-plot").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # the plot's last frame is drawn
+    shot = tmp_path / "toy.png"
+    page.locator("#d-plot").screenshot(path=str(shot))
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    near = lambda rgb: int((np.abs(pixels - rgb).sum(1) < 40).sum())  # noqa: E731
+    # both series are drawn, in their own colours (the samples were missing: issue of the plot's first frame)
+    assert near((0xE4, 0x57, 0x2E)) > 300 and near((0x9A, 0xA5, 0xB1)) > 300, (near((0xE4, 0x57, 0x2E)),
+                                                                                near((0x9A, 0xA5, 0xB1)))
 
 
 def test_diffusion_tab_toy_2d_learns_my_drawing(page):

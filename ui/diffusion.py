@@ -35,6 +35,10 @@ def forward(image, t: int, schedule: str, T: int, seed: int = 0):
     return v.x_t, info, v.strips["linear"], v.strips["cosine"], curves[~snr], curves[snr]
 
 
+FWD_TIMES = (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)  # the forward plot's diffusion times
+FWD_COLOURS = dict(zip((f"t = {t}" for t in FWD_TIMES), ("#1f3b73", "#3d6fb6", "#7fa7dc", "#c9d9ee")))
+
+
 def toy(shape: str, drawing, steps: int, seed: int):
     """Train a small ε-MLP on 2-D points live, then stream DDPM sampling as scatter plots.
 
@@ -52,8 +56,7 @@ def toy(shape: str, drawing, steps: int, seed: int):
     else:
         pts = toy2d.make_points(shape, seed=seed)
     # The forward cloud: the most diffused first, so that the shape (t = 0) is drawn on top of the noise.
-    fwd = pd.concat([frame(toy2d.forward_points(pts[:400], t, seed), f"t = {t}")
-                     for t in (toy2d.T_TOY, toy2d.T_TOY // 4, toy2d.T_TOY // 8, 0)])
+    fwd = pd.concat([frame(toy2d.forward_points(pts[:400], t, seed), f"t = {t}") for t in reversed(FWD_TIMES)])
     data = frame(pts[:800], "data")
     # Every frame holds both series under fixed names: the browser's plot keeps the colour categories of
     # its first frame, so a series that appears later (or is renamed each frame) is never drawn. Until
@@ -188,11 +191,14 @@ def build(engine: Engine) -> None:
         with gr.Column(scale=2):
             d_status = gr.Markdown(elem_id="d-status")
             with gr.Row():
-                d_plot = gr.ScatterPlot(x="x", y="y", color="series", label="data and samples",
-                                        height=400, x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5],
-                                        color_map={"data": "#9aa5b1", "samples": "#e4572e"})
-                d_fwd = gr.ScatterPlot(x="x", y="y", color="series", label="forward process q(x_t | x_0)",
-                                       height=400, x_lim=[-3, 3], y_lim=[-3, 3])
+                # The colours are named in the labels: the plots' own legends are cut off below the canvas.
+                d_plot = gr.ScatterPlot(x="x", y="y", color="series", label="data (grey) and samples (orange)",
+                                        x_lim=[-2.5, 2.5], y_lim=[-2.5, 2.5], colors_in_legend=[],
+                                        color_map={"data": "#9aa5b1", "samples": "#e4572e"}, elem_id="d-plot")
+                d_fwd = gr.ScatterPlot(x="x", y="y", color="series", colors_in_legend=[],
+                                       label=f"forward process q(x_t | x_0): t = {', '.join(map(str, FWD_TIMES))} "
+                                             "(dark → pale)", x_lim=[-3, 3], y_lim=[-3, 3],
+                                       color_map=FWD_COLOURS, elem_id="d-fwd")
     def toy_run(shape: str, drawing, steps: int, seed: int):
         """Train on the chosen distribution (or the drawing), then stream sampling."""
         yield from toy(shape, drawing_source(drawing, d_draw), steps, seed)
