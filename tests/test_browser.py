@@ -56,6 +56,13 @@ SCREEN_PROBLEMS = """() => {
   const out = [];
   const doc = document.documentElement;
   if (doc.scrollWidth > window.innerWidth + 1) out.push(`page scrolls sideways: ${doc.scrollWidth} px in ${window.innerWidth}`);
+  for (const img of document.querySelectorAll('.thumbnail-item img, .gallery-item img')) {
+    if (!img.offsetParent || !img.naturalWidth) continue;
+    const box = img.getBoundingClientRect(), fit = getComputedStyle(img).objectFit;
+    const drawn = box.width / box.height, picture = img.naturalWidth / img.naturalHeight;
+    if (fit !== 'contain' && fit !== 'scale-down' && Math.abs(drawn / picture - 1) > 0.02)
+      out.push(`picture cropped (${fit}): ${img.naturalWidth}x${img.naturalHeight} in a ${Math.round(box.width)}x${Math.round(box.height)} box`);
+  }
   for (const el of document.querySelectorAll('.caption-label, figcaption')) {
     if (!el.offsetParent) continue;  // not shown (another tab)
     if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
@@ -67,7 +74,7 @@ SCREEN_PROBLEMS = """() => {
 
 def screen_problems(page) -> list[str]:
     """What a person would see wrong on the page as it stands: console errors, a page wider than the
-    window, gallery captions cut off."""
+    window, gallery pictures cropped to their cell, gallery captions cut off."""
     return [f"console: {e}" for e in page.errors] + page.evaluate(SCREEN_PROBLEMS)
 
 
@@ -297,6 +304,20 @@ def test_text_to_image_streams_images_pieces_and_a_sweep(page, tmp_path):
     _wait_text(page, "#t2i-status", "Sweep: ✅ done", 180_000)
     assert page.locator("#t2i-swept img").count() == 6
     _screenshot(page, "text-to-image.png", tmp_path)
+
+
+def test_a_failed_run_says_so_in_its_status_line(page):
+    """The status line kept the previous run's "✅ done" when a run failed."""
+    from ui.common import FAILED
+
+    open_tab(page, "Text to image")
+    page.locator("#t2i-prompt textarea").fill("a red heart")
+    page.locator("#t2i-run").click()
+    _wait_text(page, "#t2i-status", "done", 180_000)
+    page.locator("#t2i-prompt textarea").fill("   ")
+    page.locator("#t2i-run").click()
+    _wait_text(page, "#t2i-status", FAILED[:30], 60_000)
+    page.errors.clear()  # the failed request is logged by the browser, as it should be
 
 
 def test_unclip_prompt_variations_and_interpolation(page, tmp_path):

@@ -146,3 +146,16 @@ def test_bundled_emoji_ddpm_turns_noise_into_emoji_on_white():
 
     assert (y > 0.8).all(1).float().mean() > 0.18  # emoji are rendered on white: random weights give 13%, this model 23%
     assert roughness(y) < 0.4 * roughness(x_T.clamp(-1, 1))  # random weights: 1.17x, this model: 0.23x
+
+
+@pytest.mark.slow
+def test_the_timeline_opens_on_the_result_not_on_noise(engine):
+    """The strip was oldest first: the gallery opened on frames of pure noise and the result needed scrolling."""
+    import re
+
+    from ui.diffusion import _outputs
+
+    *_, last = engine.sample("emoji-ddpm", "DDIM", ddim_steps=10, seed=0, n=1)
+    strip = _outputs(last)[7]
+    ts = [int(re.search(r"t\s*=\s*(\d+)", caption).group(1)) for _, caption in strip]
+    assert len(ts) >= 5 and ts == sorted(ts) and ts[0] == min(ts)  # newest (smallest t) first

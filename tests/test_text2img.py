@@ -2,6 +2,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -205,3 +206,27 @@ def test_stop_ends_the_run_after_its_step_and_keeps_what_was_made(tmp_path):
     final = updates[-1]
     assert final.final and final.stopped and final.index == 4 and final.total == 50
     assert len(final.images) == 2 and engine.running == 0
+
+
+def test_the_inspect_slider_re_renders_a_finished_runs_step_without_sampling_again(tmp_path):
+    """The slider took effect only on the next Generate. A finished run keeps image 1 at the slider's 21 stops;
+    `pieces_at` shows any of them, the same pieces a new run inspecting that step shows."""
+    from demo_core.diffusion.conditional import CondConfig, TextCondUNet, build_unet, save_cond_model
+    from demo_core.diffusion.text2img_view import INSPECT_POSITIONS, pieces_at
+    from demo_core.engine import Engine
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "m",
+                    dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    try:
+        *_, first = engine.text2img("a heart", steps=20, n=2, inspect=0.3)
+        assert len(first.kept) == INSPECT_POSITIONS - 1  # 20 steps: the 21 stops fall on 20 distinct steps
+        assert all(s.x_t.shape[0] == 1 and s.x_t.device.type == "cpu" for s in first.kept.values())
+        *_, again = engine.text2img("a heart", steps=20, n=2, inspect=0.8)
+        shown = pieces_at(first.kept, 0.8)
+        assert [c for _, c in shown] == [c for _, c in again.pieces] and shown[0][1].startswith("x_t (t = ")
+        assert all(np.array_equal(np.asarray(a), np.asarray(b)) for (a, _), (b, _) in zip(shown, again.pieces))
+        assert [c for _, c in pieces_at(first.kept, 0.3)] == [c for _, c in first.pieces]
+    finally:
+        engine.close()

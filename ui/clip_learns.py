@@ -10,7 +10,8 @@ import pandas as pd
 from demo_core.clip import matrix
 from demo_core.engine import Engine
 from demo_core.inputs import MAX_SEED, check_number
-from ui.common import CLIP_PSEUDOCODE, file_path, handler, markdown_table, model_handler, seed_box
+from ui.common import (CLIP_PSEUDOCODE, file_path, handler, markdown_table, model_handler, says_when_it_fails,
+                       seed_box)
 
 
 def build(engine: Engine) -> None:
@@ -105,5 +106,6 @@ def build(engine: Engine) -> None:
         m_live = gr.Image(label="the shown pairs, as the tiny CLIP sees them", interactive=False,
                           elem_id="m-live", format="png")
         m_curve = gr.LinePlot(x="step", y="loss", color="series", label="contrastive loss")
-    m_train.click(model_handler(clip_train, duration=180), [m_source, m_B, m_seed, m_files, m_caps, m_steps],
-                  [m_live, m_curve, m_status], api_name="clip_train")
+    trained = m_train.click(model_handler(clip_train, duration=180), [m_source, m_B, m_seed, m_files, m_caps, m_steps],
+                            [m_live, m_curve, m_status], api_name="clip_train")
+    says_when_it_fails(trained, m_status)

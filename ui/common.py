@@ -93,6 +93,16 @@ def model_handler(fn: Callable, *, duration: int | None = None) -> Callable:
     return _gpu(handler(fn), duration=duration) if duration else _gpu(handler(fn))
 
 
+FAILED = ("❌ This run failed: the reason is in the message at the top right. What is shown below is from "
+          "before it.")
+
+
+def says_when_it_fails(event, status) -> None:
+    """When the run `event` fails, its status line says so: otherwise it kept the previous run's "✅ done"
+    beside outputs marked "Error"."""
+    event.failure(lambda: FAILED, None, status, api_visibility="private", show_progress="hidden")
+
+
 def serve_as_is(folder) -> None:
     """Hand out the files in `folder` as they are: Gradio then neither hashes nor copies them into its
     cache on every answer. Only for a private folder of files the app made (every file in it is served)."""

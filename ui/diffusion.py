@@ -13,8 +13,8 @@ from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
-from ui.common import (EXAMPLES, pictures, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
-                       seed_box, session_key, stop_button, throttled)
+from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
+                       pictures, says_when_it_fails, seed_box, session_key, stop_button, throttled)
 
 LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (DDIM: ε̂ from the clipped x̂₀)"
 
@@ -105,7 +105,8 @@ def _outputs(u: ReverseUpdate) -> tuple:
         status = ("⏹ stopped, frames so far kept · " if u.stopped else "✅ done · ") + status
     return (a.x_t if a else None, a.eps_hat if a else None, a.x0_hat if a else None,
             b.x_t if b else None, b.eps_hat if b else None, b.x0_hat if b else None, status,
-            u.strip if u.final else gr.skip(), str(u.gif) if u.final and u.gif else gr.skip())
+            u.strip[::-1] if u.final else gr.skip(),  # newest first: the result opens the timeline, not noise
+            str(u.gif) if u.final and u.gif else gr.skip())
 
 
 def build(engine: Engine) -> None:
@@ -165,15 +166,18 @@ def build(engine: Engine) -> None:
         r_xt = gr.Image(label="x_t (first sampler)", interactive=False, format="jpeg", elem_id="r-xt")
         r_eps = gr.Image(label="predicted noise ε̂", interactive=False, format="jpeg")
         r_x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
-    with gr.Row():
+    with gr.Row(visible=False) as r_second:  # only while comparing DDPM with DDIM
         r_xt2 = gr.Image(label="x_t (DDIM, when comparing)", interactive=False, format="jpeg")
         r_eps2 = gr.Image(label="ε̂ (DDIM)", interactive=False, format="jpeg")
         r_x02 = gr.Image(label="x̂₀ (DDIM)", interactive=False, format="jpeg")
-    r_strip = pictures(label="Timeline: x_t as it was denoised (scroll to scrub)", columns=10, height=220,
-                         elem_id="r-strip")
+    r_strip = pictures(label="Timeline, newest first: x_t from the result back to pure noise (scroll to scrub)",
+                       columns=10, height=220, elem_id="r-strip")
     r_gif = gr.File(label="Download the run as a GIF", height=80, elem_id="r-gif")
-    r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
-                [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif], api_name="sample")
+    sampled = r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
+                          [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif], api_name="sample")
+    says_when_it_fails(sampled, r_status)
+    r_sampler.change(lambda s: gr.Row(visible=s == "DDPM vs DDIM"), r_sampler, r_second, api_visibility="private",
+                     show_progress="hidden")
     stop_button(r_stop, engine)
 
     gr.Markdown("### Toy 2-D diffusion: train a model live and watch points denoise\n"
@@ -203,5 +207,6 @@ def build(engine: Engine) -> None:
         """Train on the chosen distribution (or the drawing), then stream sampling."""
         yield from toy(shape, drawing_source(drawing, d_draw), steps, seed)
 
-    d_run.click(model_handler(toy_run, duration=120), [d_shape, d_draw, d_steps, d_seed],
-                [d_plot, d_fwd, d_status], api_name="toy2d", preprocess=False)
+    toy_event = d_run.click(model_handler(toy_run, duration=120), [d_shape, d_draw, d_steps, d_seed],
+                            [d_plot, d_fwd, d_status], api_name="toy2d", preprocess=False)
+    says_when_it_fails(toy_event, d_status)

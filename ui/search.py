@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demo_core.engine import MAX_RESULTS, Engine, Found, Results
-from ui.common import LIGHT, pictures, file_path, handler, model_handler, serve_as_is
+from ui.common import LIGHT, file_path, handler, model_handler, pictures, serve_as_is
 from ui.status import index_summary
 
 
@@ -69,7 +69,7 @@ def build(engine: Engine) -> None:
             image_btn = gr.Button("Search by image", elem_id="s-run-image")
     details = gr.Markdown()
     results = pictures(label="Results (click one for more like it)", columns=6, height="auto",
-                         elem_id="s-results")
+                       elem_id="s-results")
     hit_ids = gr.State([])
     outputs = [results, details, hit_ids]
     gr.on(None, handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")  # load, pick

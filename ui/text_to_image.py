@@ -6,9 +6,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate, noised_clip_curve
+from demo_core.diffusion.text2img_view import METHODS, SWEEP_SCALES, Text2ImgUpdate, noised_clip_curve, pieces_at
 from demo_core.engine import Engine
-from ui.common import LATEX, pictures, TEXT2IMG_FORMULA, handler, model_handler, seed_box, session_key, stop_button, throttled
+from ui.common import (LATEX, TEXT2IMG_FORMULA, handler, model_handler, pictures, says_when_it_fails, seed_box,
+                       session_key, stop_button, throttled)
 
 
 
@@ -47,7 +48,11 @@ def build(engine: Engine) -> None:
                                            scale=scale, sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
                                            stop_key=session_key(request))):
             yield ([(im, f"image {i + 1}") for i, im in enumerate(u.images)] if u.final else gr.skip(),
-                   u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u))
+                   u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u), u.kept if u.final else gr.skip())
+
+    def reinspect(inspect: float, kept: dict):
+        """The inspect slider on a finished run: its pieces at that step, from what the run kept."""
+        return pieces_at(kept, inspect) if kept else gr.skip()
 
     def sweep(prompt: str, method: str = "classifier-free guidance", scale: float = 3.0, sampler: str = "DDIM",
               steps: int = 50, seed: int = 0, request: gr.Request = None):
@@ -92,13 +97,18 @@ def build(engine: Engine) -> None:
         x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
     images = pictures(label="Generated images", columns=8, height=180, elem_id="t2i-images")
     pieces = pictures(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
-                        height=200, elem_id="t2i-pieces")
+                      height=200, elem_id="t2i-pieces")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
     method.change(handler(_scale_for), method, scale, api_visibility="private")
-    run.click(model_handler(text2img, duration=120), [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
-              [images, x_t, x0, pieces, scores, status], api_name="text2img")
-    run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
-                    [swept, x_t, status], api_name="text2img_sweep")
+    kept = gr.State({})  # the last run's inspectable steps (image 1), so the slider needs no new run
+    generated = run.click(model_handler(text2img, duration=120),
+                          [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
+                          [images, x_t, x0, pieces, scores, status, kept], api_name="text2img")
+    inspect.release(handler(reinspect), [inspect, kept], pieces, api_visibility="private", show_progress="hidden")
+    swept_run = run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
+                                [swept, x_t, status], api_name="text2img_sweep")
+    for event in (generated, swept_run):
+        says_when_it_fails(event, status)
     stop_button(halt, engine)

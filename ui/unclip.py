@@ -8,8 +8,8 @@ import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
 from demo_core.engine import Engine
-from ui.common import (EXAMPLES, pictures, LATEX, file_path, model_handler, seed_box, serve_as_is, session_key,
-                       stop_button, throttled)
+from ui.common import (EXAMPLES, LATEX, file_path, model_handler, pictures, says_when_it_fails, seed_box,
+                       serve_as_is, session_key, stop_button, throttled)
 
 EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
 EXAMPLE_PICTURES += [EXAMPLES / "cat.png"]  # and one on a soft background, as the other tabs show it
@@ -142,15 +142,15 @@ def build(engine: Engine) -> None:
                               label="Stage 1 → 2: the text embedding and the prior's image embedding")
             cos = gr.Markdown()
         nearest = pictures(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
-                             columns=6, height=150, elem_id="u-nearest")
+                           columns=6, height=150, elem_id="u-nearest")
         with gr.Row():
             x_t = gr.Image(label="Stage 3, the decoder: x_t", interactive=False, format="jpeg", elem_id="u-xt")
             images = pictures(label="Decoded images", columns=4, height=200, elem_id="u-images")
         with gr.Row():
             with_prior = pictures(label="Decoder fed the prior's image embedding", columns=4, height=170,
-                                    elem_id="u-with-prior")
+                                  elem_id="u-with-prior")
             without = pictures(label="Decoder fed the text embedding (no prior)", columns=4, height=170,
-                                 elem_id="u-without-prior")
+                               elem_id="u-without-prior")
     with gr.Tab("Image variations"):
         with gr.Row():
             picture = gr.Image(label="Your picture", type="filepath", height=200, sources=["upload", "clipboard"],
@@ -164,7 +164,7 @@ def build(engine: Engine) -> None:
             var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="The picture's embedding")
             var_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
         var_images = pictures(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8, height=180,
-                                elem_id="u-variations")
+                              elem_id="u-variations")
     with gr.Tab("Interpolation"):
         with gr.Row():
             pic_a = gr.Image(label="Picture A", type="filepath", height=180, sources=["upload", "clipboard"],
@@ -181,16 +181,20 @@ def build(engine: Engine) -> None:
         with gr.Row():
             int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
-        strip = pictures(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)", columns=MAX_POINTS, height=160,
-                           elem_id="u-strip")
+        strip = pictures(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)",
+                         columns=MAX_POINTS, height=160, elem_id="u-strip")
 
     gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
-    run.click(model_handler(unclip, duration=120), [prompt, n, seed, w, prior_w, steps],
-              [images, emb, x_t, status, cos, nearest], api_name="unclip")
-    why.click(model_handler(compare, duration=120), [prompt, seed, w, steps], [with_prior, without, status],
-              api_name="unclip_compare")
-    run_var.click(model_handler(variations, duration=120), [picture, n_var, seed, w, steps],
-                  [var_images, var_emb, var_xt, var_status], api_name="variations", preprocess=False)
-    run_int.click(model_handler(interpolate, duration=120), [pic_a, pic_b, prompt_b, points, seed, w, steps],
-                  [strip, int_emb, int_xt, int_status], api_name="interpolate", preprocess=False)
+    runs = [
+        (run.click(model_handler(unclip, duration=120), [prompt, n, seed, w, prior_w, steps],
+                   [images, emb, x_t, status, cos, nearest], api_name="unclip"), status),
+        (why.click(model_handler(compare, duration=120), [prompt, seed, w, steps], [with_prior, without, status],
+                   api_name="unclip_compare"), status),
+        (run_var.click(model_handler(variations, duration=120), [picture, n_var, seed, w, steps],
+                       [var_images, var_emb, var_xt, var_status], api_name="variations", preprocess=False), var_status),
+        (run_int.click(model_handler(interpolate, duration=120), [pic_a, pic_b, prompt_b, points, seed, w, steps],
+                       [strip, int_emb, int_xt, int_status], api_name="interpolate", preprocess=False), int_status),
+    ]
+    for event, its_status in runs:
+        says_when_it_fails(event, its_status)
     stop_button(halt, engine)

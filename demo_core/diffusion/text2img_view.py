@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
@@ -98,6 +98,31 @@ class Text2ImgUpdate:
     final: bool = False
     stopped: bool = False
     images: list[Image.Image] = field(default_factory=list)  # the samples, at the end
+    kept: dict[int, GuidedStep] = field(default_factory=dict)  # image 1 at each inspectable step (``pieces_at``)
+
+
+INSPECT_POSITIONS = 21  # the inspect slider's stops (0, 0.05, …, 1): the steps a finished run keeps
+
+
+def inspected_index(inspect: float, total: int) -> int:
+    """The step (0 = the first, noisiest) that `inspect` in [0, 1] picks out of `total`."""
+    return min(total - 1, max(0, round(inspect * (total - 1))))
+
+
+def _first_image(step: GuidedStep) -> GuidedStep:
+    """The step cut down to image 1 (what the pieces show), on the CPU: small enough to keep 21 of."""
+    cut = lambda x: x[:1].detach().cpu() if torch.is_tensor(x) else x  # noqa: E731
+    return replace(step, **{f.name: cut(getattr(step, f.name)) for f in fields(step)})
+
+
+def pieces_at(kept: dict[int, GuidedStep], inspect: float) -> list[tuple[Image.Image, str]]:
+    """The pieces of a finished run's step that `inspect` picks, from what it kept: the inspect slider
+    re-renders them without sampling again (a stopped run: its nearest kept step)."""
+    if not kept:
+        return []
+    total = next(iter(kept.values())).total
+    want = inspected_index(check_number(inspect, "The inspected step", 0, 1), total)
+    return pieces_of(kept[min(kept, key=lambda i: abs(i - want))])
 
 
 def heatmap(x: torch.Tensor, size: int = 128) -> Image.Image:
@@ -162,15 +187,18 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
         w = scale
     g = torch.Generator(device=dev).manual_seed(seed + 1)
     total = models.schedule.T if sampler == "DDPM" else steps
-    at = min(total - 1, max(0, round(inspect * (total - 1))))
+    at = inspected_index(inspect, total)
+    keep = {inspected_index(k / (INSPECT_POSITIONS - 1), total) for k in range(INSPECT_POSITIONS)} | {at}
     run = guided_sampler(models.model, models.schedule, x_T, g, method=method, scale=w, cond=cond, negative=neg,
                          noised_clip=models.noised, sampler=sampler.lower(), steps=steps, clip_x0=clip_x0)
     per_row = len(x_T) if len(x_T) <= 4 else math.ceil(len(x_T) / 2)
-    t0, pieces, scores, last = time.time(), [], [], None
+    t0, pieces, scores, last, kept = time.time(), [], [], None, {}
     try:
         for st in run:
             if st.index == at:
                 pieces = pieces_of(st)
+            if st.index in keep:
+                kept[st.index] = _first_image(st)
             if st.clip_score is not None:
                 scores.append((st.t, float(st.clip_score.mean())))
             last = st
@@ -185,7 +213,7 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     images = [grid(x[None], size=128) for x in last.x_prev]
     yield Text2ImgUpdate(last.t, last.index, last.total, grid(last.x_prev, per_row=per_row),
                          grid(last.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores), final=True,
-                         stopped=last.index < last.total - 1, images=images)
+                         stopped=last.index < last.total - 1, images=images, kept=kept)
 
 
 class Text2ImgService:
