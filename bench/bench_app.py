@@ -89,7 +89,7 @@ def main() -> int:
             step = timed(lambda: m.eps(x, 500), 20)
         rows["ddpm_unet_step_batch4"] = step
         t = time.perf_counter()
-        gen = handlers["sample"]("emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
+        gen = handlers["sample"]("", "emoji-ddpm", "DDIM", 50, 0.0, 0, 4)
         next(gen)
         first = (time.perf_counter() - t) * 1000
         gen.close()

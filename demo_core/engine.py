@@ -32,6 +32,7 @@ from .clip.model import ClipModel
 from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, DdpmModel, available_ddpms, load_ddpm
 from .diffusion.reverse_view import ReverseFrame, ReverseRun, ReverseUpdate, run_reverse
+from .diffusion.prompted import TEXT_DDPM, PromptedDdpm, prompted_ddpm
 from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
@@ -285,17 +286,30 @@ class Engine:
         return shown(idx, hits, self.thumbnail_folder)
 
     # --- the reverse process -------------------------------------------------------------------
+    def reverse_models(self) -> list[str]:
+        """What the reverse process can run: the text-conditional model (guided by a prompt) when it is
+        installed, then the unconditional DDPMs."""
+        return ([TEXT_DDPM] if self._text2img.available else []) + available_ddpms()
+
+    def reverse_model(self, name: str, prompt: str | None = None, scale: float = 3.0) -> DdpmModel | PromptedDdpm:
+        """The model `name` of ``reverse_models``; the text-conditional one guided toward `prompt` at `scale`."""
+        if name == TEXT_DDPM:
+            return prompted_ddpm(self._text2img.models(), prompt, scale)
+        return self.ddpm(name)
+
     def sample(self, model_name: str, sampler: str, *, ddim_steps: int = 50, eta: float = 0.0, seed: int = 0,
-               n: int = 4, clip_x0: bool = True, stop_key: str | None = None) -> Iterator[ReverseUpdate]:
+               n: int = 4, clip_x0: bool = True, prompt: str | None = None, scale: float = 3.0,
+               stop_key: str | None = None) -> Iterator[ReverseUpdate]:
         """Stream a reverse process, one update per step: DDPM, DDIM, or both from one seed (DDPM
-        leads; DDIM takes a step whenever its share done falls behind). ``stop(stop_key)`` ends
-        the run after the current step; the last update (``final``) keeps what was made."""
+        leads; DDIM takes a step whenever its share done falls behind). `prompt` and `scale` guide the
+        text-conditional model (``TEXT_DDPM``). ``stop(stop_key)`` ends the run after the current step; the
+        last update (``final``) keeps what was made."""
         if sampler not in SAMPLERS:
             raise InputError(f"Unknown sampler '{sampler}': use one of {', '.join(SAMPLERS)}.")
         eta = check_number(eta, "DDIM η", 0, 1)
         seed = check_seed(seed)
         n = check_number(n, "The number of images", 1, MAX_REVERSE_IMAGES, integer=True)
-        model = self.ddpm(model_name)
+        model = self.reverse_model(model_name, prompt, scale)
         names = ["DDPM", "DDIM"] if sampler == "DDPM vs DDIM" else [sampler]
         if "DDIM" in names:  # DDPM alone takes all T steps and ignores the setting
             ddim_steps = check_number(ddim_steps, f"DDIM steps for {model.display}", 1, model.T, integer=True)

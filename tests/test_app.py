@@ -147,10 +147,18 @@ def test_clip_matrix_with_mismatched_captions_gives_a_plain_message(client):
     assert "2 images but 1 captions" in _error_text(e)
 
 
+def test_sample_endpoint_takes_the_prompt_first_and_defaults_the_rest(client):
+    """Diffusion step by step's default: the text-conditional model, guided toward the prompt."""
+    x_t, *_, status, strip, gif = client.predict("a cat face", api_name="/sample")
+    assert "done" in status and "step 50 of 50" in status and str(x_t).endswith((".jpeg", ".jpg"))
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/sample"]["parameters"]
+    assert params[0]["parameter_name"] == "prompt" and all(p["parameter_has_default"] for p in params[1:])
+
+
 def test_sample_endpoint_streams_algorithm_2_as_written_to_a_gif(client):
     from ui.diffusion import LITERAL
 
-    *_, status, strip, gif = client.predict("emoji-ddpm", "DDIM", 10, 0.0, 0, 1, LITERAL, api_name="/sample")
+    *_, status, strip, gif = client.predict("", "emoji-ddpm", "DDIM", 10, 0.0, 0, 1, LITERAL, api_name="/sample")
     assert "done" in status and "step 10 of 10" in status
     assert len(strip) >= 10 and str(gif).endswith(".gif")
 

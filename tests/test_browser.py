@@ -184,9 +184,19 @@ def _wait_text(page, selector, text, timeout):
     return page.locator(selector).inner_text()
 
 
-def test_diffusion_tab_reverse_process_streams_the_emoji_ddpm(page, tmp_path):
+def test_diffusion_tab_reverse_process_denoises_toward_a_prompt(page, tmp_path):
+    """The default model is the text-conditional one: the prompt and guidance scale are live; an
+    unconditional model greys them out."""
     page.get_by_role("tab", name="Diffusion step by step").click()
-    page.locator("#r-run").click()  # bundled emoji DDPM, DDIM 50 steps, 4 images
+    assert page.locator("#r-prompt textarea").is_editable()
+    page.locator("#r-model input").click()
+    page.get_by_role("option", name="emoji-ddpm", exact=True).click()
+    page.wait_for_function("document.querySelector('#r-prompt textarea').disabled", timeout=10_000)
+    page.locator("#r-model input").click()
+    page.get_by_role("option", name="emoji-text2img (your prompt)").click()
+    page.wait_for_function("!document.querySelector('#r-prompt textarea').disabled", timeout=10_000)
+    page.locator("#r-prompt textarea").fill("a clock")
+    page.locator("#r-run").click()  # emoji-text2img guided toward "a clock", DDIM 50 steps, 4 images
     _wait_text(page, "#r-status", "DDIM", 30_000)  # the first frames stream in before the end
     status = _wait_text(page, "#r-status", "done", 120_000)
     assert "step 50 of 50" in status, status

@@ -69,7 +69,7 @@ def test_a_signal_during_a_sampling_run_exits_0_at_once_and_cleanly(tmp_path, si
     proc, lines = _start(tmp_path, port)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        job = client.submit("emoji-ddpm", "DDPM", 50, 0.0, 0, 4, CLIPPED, api_name="/sample")  # 1,000 steps
+        job = client.submit("", "emoji-ddpm", "DDPM", 50, 0.0, 0, 4, CLIPPED, api_name="/sample")  # 1,000 steps
         deadline = time.time() + 60
         while time.time() < deadline and job.status().code.name not in ("PROCESSING", "ITERATING"):
             time.sleep(0.2)

@@ -5,6 +5,8 @@ import math
 
 import pytest
 
+from demo_core.diffusion.prompted import TEXT_DDPM
+
 from tests.conftest import EXAMPLES
 from tests.hostile import png_bytes
 from tests.raw_api import call, fn_index, upload
@@ -89,13 +91,15 @@ def test_more_like_with_a_click_outside_the_results(base):
 
 
 @pytest.mark.parametrize("endpoint,data,message", [
-    ("sample", ["emoji-ddpm", "DDIM", 5, NAN, 0, 1, CL], "DDIM η must be a finite number"),
-    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 1e30, 1, CL], "The seed must be between 0 and"),
-    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 10**30, 1, CL], "The seed must be between 0 and"),
-    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, NAN, 1, CL], "The seed must be a finite number"),
-    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, INF, 1, CL], "The seed must be a finite number"),
-    ("sample", ["emoji-ddpm", "DDIM", NAN, 0.0, 0, 1, CL], "DDIM steps for"),
-    ("sample", ["emoji-ddpm", "DDIM", 5, 0.0, 0, NAN, CL], "The number of images must be a finite number"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, NAN, 0, 1, CL, 3.0], "DDIM η must be a finite number"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, 0.0, 1e30, 1, CL, 3.0], "The seed must be between 0 and"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, 0.0, 10**30, 1, CL, 3.0], "The seed must be between 0 and"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, 0.0, NAN, 1, CL, 3.0], "The seed must be a finite number"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, 0.0, INF, 1, CL, 3.0], "The seed must be a finite number"),
+    ("sample", ["", "emoji-ddpm", "DDIM", NAN, 0.0, 0, 1, CL, 3.0], "DDIM steps for"),
+    ("sample", ["", "emoji-ddpm", "DDIM", 5, 0.0, 0, NAN, CL, 3.0], "The number of images must be a finite number"),
+    ("sample", ["  ", TEXT_DDPM, "DDIM", 5, 0.0, 0, 1, CL, 3.0], "Type a prompt"),
+    ("sample", ["a cat face", TEXT_DDPM, "DDIM", 5, 0.0, 0, 1, CL, NAN], "The guidance scale must be a finite number"),
     ("forward", ["CAT", NAN, "linear", 1000], "t must be a finite number"),
     ("forward", ["CAT", 5, "linear", NAN], "T must be a finite number"),
     ("clip_matrix", ["gallery", NAN, 0, [], "", 0.03, 0], "B must be a finite number"),

@@ -1,4 +1,5 @@
 """The reverse-process view: a DDPM in diffusers' folder format, streamed and stoppable."""
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from demo_core.diffusion.models import load_ddpm
 from demo_core.diffusion.reverse_view import run_reverse
 from demo_core.diffusion.samplers import ddpm_sampler, initial_noise
 from demo_core.runs import KeptFiles, StopSignals
-from demo_core.errors import ModelUnavailable
+from demo_core.errors import InputError, ModelUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,19 @@ def test_the_timeline_opens_on_the_result_not_on_noise(engine):
     strip = _outputs(last)[7]
     ts = [int(re.search(r"t\s*=\s*(\d+)", caption).group(1)) for _, caption in strip]
     assert len(ts) >= 5 and ts == sorted(ts) and ts[0] == min(ts)  # newest (smallest t) first
+
+
+@pytest.mark.slow
+def test_the_default_reverse_model_is_the_text_conditional_one_guided_by_the_prompt(engine):
+    """Diffusion step by step denoises into a picture of the prompt: its default model is emoji-text2img with
+    classifier-free guidance, the same sampling as Text to image (same seed, same pictures)."""
+    from demo_core.diffusion.prompted import TEXT_DDPM
+
+    assert engine.reverse_models()[0] == TEXT_DDPM and "emoji-ddpm" in engine.reverse_models()
+    *_, reverse = engine.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a cat face", scale=3)
+    *_, t2i = engine.text2img("a cat face", steps=10, seed=3, n=2, scale=3)
+    assert np.array_equal(np.asarray(reverse.latest["DDIM"].x_t), np.asarray(t2i.x_t))
+    *_, other = engine.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a clock", scale=3)
+    assert not np.array_equal(np.asarray(other.latest["DDIM"].x_t), np.asarray(t2i.x_t))  # the prompt steers
+    with pytest.raises(InputError, match="Type a prompt"):
+        next(engine.sample(TEXT_DDPM, "DDIM", prompt="  "))

@@ -159,6 +159,9 @@ $z\sim\mathcal N(0, I)$ for $t > 1$, else $0$.
 the posterior mean $\tilde\mu_t(x_t, \hat x_0)$, with $\hat x_0$ clipped to $[-1, 1]$ first; identical whenever
 nothing needs clipping, steadier early on when the model's estimate overshoots.
 DDIM takes a shorter, deterministic path ($\eta = 0$) through the same $\hat x_0$ and $\hat\epsilon$.
+With the **text-conditional** model (the default) $\hat\epsilon$ is classifier-free guided toward the prompt's
+mini-CLIP embedding $c$: $\hat\epsilon = \epsilon_\theta(x_t, t, \varnothing) + w\,\big(\epsilon_\theta(x_t, t, c) -
+\epsilon_\theta(x_t, t, \varnothing)\big)$ (GLIDE); the unconditional models have no prompt.
 """
 
 CLIP_PSEUDOCODE = """I_e = l2_normalize(I_f, axis=1)          # image embeddings (B, D)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from demo_core.diffusion import forward_view, toy2d
-from demo_core.diffusion.models import available_ddpms, hub_note
+from demo_core.diffusion.models import hub_note
+from demo_core.diffusion.prompted import TEXT_DDPM
 from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
@@ -35,6 +36,7 @@ def forward(image, t: int, schedule: str, T: int, seed: int = 0):
     return v.x_t, info, v.strips["linear"], v.strips["cosine"], curves[~snr], curves[snr]
 
 
+DEFAULT_PROMPT = "a cat face"  # what the text-conditional model draws best of the lecture's examples
 FWD_TIMES = (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)  # the forward plot's diffusion times
 FWD_COLOURS = dict(zip((f"t = {t}" for t in FWD_TIMES), ("#1f3b73", "#3d6fb6", "#7fa7dc", "#c9d9ee")))
 
@@ -110,14 +112,19 @@ def _outputs(u: ReverseUpdate) -> tuple:
 
 
 def build(engine: Engine) -> None:
-    def sample(model_name: str, sampler: str, ddim_steps: int, eta: float, seed: int, n: int,
-               x0_rule: str = CLIPPED, request: gr.Request = None):
-        """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed)."""
-        note = hub_note(engine.ddpm(model_name))
+    def sample(prompt: str = DEFAULT_PROMPT, model_name: str = "", sampler: str = "DDIM", ddim_steps: int = 50,
+               eta: float = 0.0, seed: int = 0, n: int = 4, x0_rule: str = CLIPPED, scale: float = 3.0,
+               request: gr.Request = None):
+        """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed). The default
+        model is the text-conditional one, guided toward `prompt`; the unconditional ones ignore it."""
+        model_name = model_name or (engine.reverse_models() or [""])[0]
+        model = engine.reverse_model(model_name, prompt, scale)
+        note = hub_note(model) if model_name != TEXT_DDPM else None
         if note:
             gr.Info(note)
         for u in throttled(engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
-                                         clip_x0=x0_rule != LITERAL, stop_key=session_key(request))):
+                                         clip_x0=x0_rule != LITERAL, prompt=prompt, scale=scale,
+                                         stop_key=session_key(request))):
             yield _outputs(u)
 
     gr.Markdown("### Forward process: watch noise destroy an image\nPick an image, then drag *t*.")
@@ -149,9 +156,15 @@ def build(engine: Engine) -> None:
 
     gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n" + REVERSE_FORMULA,
                 latex_delimiters=LATEX)
-    models = available_ddpms()
+    models = engine.reverse_models()
     with gr.Row():
-        r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2)
+        r_prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (the text-conditional model)", scale=3,
+                              elem_id="r-prompt")
+        r_scale = gr.Slider(0, 10, value=3, step=0.5, scale=2, elem_id="r-scale",
+                            label="Guidance scale w (0 = unconditional, 1 = conditional)")
+    with gr.Row():
+        r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2,
+                              elem_id="r-model")
         r_sampler = gr.Radio(list(SAMPLERS), value="DDIM", label="Sampler", scale=2)
         r_steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
         r_eta = gr.Slider(0, 1, value=0, step=0.1, label="DDIM η", scale=1)
@@ -173,7 +186,10 @@ def build(engine: Engine) -> None:
     r_strip = pictures(label="Timeline, newest first: x_t from the result back to pure noise (scroll to scrub)",
                        columns=10, height=220, elem_id="r-strip")
     r_gif = gr.File(label="Download the run as a GIF", height=80, elem_id="r-gif")
-    sampled = r_run.click(model_handler(sample), [r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule],
+    r_model.change(lambda m: [gr.Textbox(interactive=m == TEXT_DDPM), gr.Slider(interactive=m == TEXT_DDPM)],
+                   r_model, [r_prompt, r_scale], api_visibility="private", show_progress="hidden")
+    sampled = r_run.click(model_handler(sample), [r_prompt, r_model, r_sampler, r_steps, r_eta, r_seed, r_n, r_rule,
+                                                  r_scale],
                           [r_xt, r_eps, r_x0, r_xt2, r_eps2, r_x02, r_status, r_strip, r_gif], api_name="sample")
     says_when_it_fails(sampled, r_status)
     r_sampler.change(lambda s: gr.Row(visible=s == "DDPM vs DDIM"), r_sampler, r_second, api_visibility="private",
