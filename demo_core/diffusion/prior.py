@@ -9,7 +9,7 @@ directly:
 
     ẑ_0 = f_θ(z_t, t, g(c)),     loss ‖ẑ_0 − z_0‖²,     g(c) = 0 with probability p (the null ∅)
 
-Sampling is DDIM (``ddpm.ddim_step``) with ε̂ = (z_t − √ᾱ_t·ẑ_0)/√(1−ᾱ_t), classifier-free guided
+Sampling is DDIM (the one sampler core, ``samplers.run_sampler``) with ε̂ = (z_t − √ᾱ_t·ẑ_0)/√(1−ᾱ_t), classifier-free guided
 on ẑ_0; the result is normalised back to a unit image embedding.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.noised import timestep_features
-from .ddpm import Schedule, ddim_step, ddim_timesteps
+from .ddpm import Schedule
+from .samplers import run_sampler
 
 
 @dataclass
@@ -76,16 +77,18 @@ class DiffusionPrior(nn.Module):
         text = text.repeat_interleave(candidates, 0)  # (B·K, D)
         z = torch.randn(text.shape, generator=generator, device=text.device)
         null = torch.zeros_like(text)
-        ts = ddim_timesteps(s.T, steps)
-        for t in ts:
-            tt = torch.full((len(z),), t, device=z.device)
-            z0 = self(z, tt, text)
+
+        def predict(z_t: torch.Tensor, t: int) -> torch.Tensor:  # ẑ_0, guided, as the ε̂ the sampler steps with
+            tt = torch.full((len(z_t),), t, device=z_t.device)
+            z0 = self(z_t, tt, text)
             if guidance != 1.0:
-                z0_u = self(z, tt, null)
+                z0_u = self(z_t, tt, null)
                 z0 = z0_u + guidance * (z0 - z0_u)
             ab = float(s.alpha_bars[t])
-            eps = (z - math.sqrt(ab) * z0) / math.sqrt(1 - ab)
-            z = ddim_step(s, z, t, t - s.T // steps, eps, None)
+            return (z_t - math.sqrt(ab) * z0) / math.sqrt(1 - ab)
+
+        for st in run_sampler(predict, s, z, generator, sampler="ddim", steps=steps):  # η = 0: no draws
+            z = st.x_prev
         e = F.normalize(z, dim=-1).view(b, candidates, d)
         best = (e * F.normalize(text, dim=-1).view(b, candidates, d)).sum(-1).argmax(1)  # (B,)
         return e[torch.arange(b), best]

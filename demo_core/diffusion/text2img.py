@@ -10,15 +10,15 @@ x_T at its own scale.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import torch
 
 from .conditional import TextCondUNet
-from .ddpm import Schedule, ddim_step, ddim_timesteps, ddpm_step, predict_x0
+from .ddpm import Schedule
 from .guidance import cfg_eps, clip_guided_eps, clip_guided_mean, clip_score_grad
+from .samplers import Prediction, Predictor, run_sampler
 
 Method = Literal["none", "cfg", "clip"]
 SamplerName = Literal["ddpm", "ddim"]
@@ -48,11 +48,51 @@ def _per_sample(scale: float | torch.Tensor, batch: int, like: torch.Tensor) -> 
     return float(scale)
 
 
+def guided_predictor(model: TextCondUNet, s: Schedule, batch: int, *, method: Method = "cfg",
+                     scale: float | torch.Tensor = 3.0, cond: torch.Tensor | None = None,
+                     negative: torch.Tensor | None = None, noised_clip=None, sampler: SamplerName = "ddim",
+                     device=None, dtype=torch.float32) -> Predictor:
+    """The noise predictor of a guided run, for ``samplers.run_sampler``: guidance as a wrapper round ε_θ.
+
+    - "none": ε_θ(x_t, t, ∅), the unconditional model;
+    - "cfg": ``cfg_eps`` of ε_θ(x_t, t, ∅) (or the negative prompt's) and ε_θ(x_t, t, c), in one batched call;
+    - "clip": ε_θ(x_t, t, ∅) steered by the noised CLIP's gradient: for DDIM inside ε̂ (``clip_guided_eps``),
+      for DDPM as a shift of the mean (``clip_guided_mean``; ε̂ stays the model's: ``eps_guided`` False).
+    Its pieces are GuidedStep's fields, for the view."""
+    if method != "none" and cond is None:
+        raise ValueError(f"Guidance '{method}' needs the prompt's embedding.")
+    if method == "clip" and noised_clip is None:
+        raise ValueError("CLIP guidance needs the noised CLIP image tower.")
+    null = model.null(batch, device=device, dtype=dtype)
+    c = cond.to(device, dtype).expand(batch, -1) if cond is not None else null
+    uncond = negative.to(device, dtype).expand(batch, -1) if negative is not None else null
+
+    def predict(x: torch.Tensor, t: int) -> Prediction:
+        w = _per_sample(scale, batch, x)
+        k = torch.full((batch,), t - 1, device=x.device, dtype=torch.long)
+        with torch.inference_mode():
+            if method == "cfg":
+                eps_u, eps_c = model(torch.cat([x, x]), torch.cat([k, k]), torch.cat([uncond, c])).chunk(2)
+                return Prediction(cfg_eps(eps_u, eps_c, w), pieces=dict(eps_uncond=eps_u, eps_cond=eps_c))
+            eps = model(x, k, null)
+        if method == "none":
+            return Prediction(eps)
+        grad, score = clip_score_grad(noised_clip, x, t, c)
+        pieces = dict(grad=grad, clip_score=score)
+        if sampler == "ddpm":
+            return Prediction(eps, mean_shift=lambda var: clip_guided_mean(0.0, var, grad, w),
+                              pieces={**pieces, "eps_guided": False})
+        return Prediction(clip_guided_eps(eps, float(s.alpha_bars[t]), grad, w), pieces=pieces)
+
+    return predict
+
+
 def guided_sampler(model: TextCondUNet, s: Schedule, x_T: torch.Tensor, generator: torch.Generator, *,
                    method: Method = "cfg", scale: float | torch.Tensor = 3.0, cond: torch.Tensor | None = None,
                    negative: torch.Tensor | None = None, noised_clip=None, sampler: SamplerName = "ddim",
                    steps: int = 50, eta: float = 0.0, clip_x0: bool = True) -> Iterator[GuidedStep]:
-    """Sample from the conditional model with the chosen guidance, yielding one ``GuidedStep`` per step.
+    """Sample from the conditional model with the chosen guidance (``guided_predictor``) through the one
+    sampler core, yielding one ``GuidedStep`` per step.
 
     Args:
         model: ε_θ(x_t, k, e) with k = t − 1 (``TextCondUNet``).
@@ -66,50 +106,7 @@ def guided_sampler(model: TextCondUNet, s: Schedule, x_T: torch.Tensor, generato
         clip_x0: clip x̂_0 to [−1, 1] inside the step and take ε̂ back from the clipped x̂_0 (diffusers'
             ``clip_sample=True`` with DDIM's ``use_clipped_model_output=True``).
     """
-    b, dev = x_T.shape[0], x_T.device
-    if method != "none" and cond is None:
-        raise ValueError(f"Guidance '{method}' needs the prompt's embedding.")
-    if method == "clip" and noised_clip is None:
-        raise ValueError("CLIP guidance needs the noised CLIP image tower.")
-    null = model.null(b, device=dev, dtype=x_T.dtype)
-    c = cond.to(dev, x_T.dtype).expand(b, -1) if cond is not None else null
-    uncond = negative.to(dev, x_T.dtype).expand(b, -1) if negative is not None else null
-    w = _per_sample(scale, b, x_T)
-    if sampler == "ddpm":
-        ts = list(range(s.T, 0, -1))  # T, T−1, …, 1
-        prev = [t - 1 for t in ts]
-    else:
-        ts = ddim_timesteps(s.T, steps)
-        prev = [t - s.T // steps for t in ts]
-    x = x_T
-    for i, (t, t_prev) in enumerate(zip(ts, prev)):
-        k = torch.full((b,), t - 1, device=dev, dtype=torch.long)
-        frame = dict(t=t, index=i, total=len(ts), x_t=x)
-        with torch.inference_mode():
-            if method == "cfg":
-                both = model(torch.cat([x, x]), torch.cat([k, k]), torch.cat([uncond, c]))  # one batched call
-                eps_u, eps_c = both.chunk(2)
-                eps = cfg_eps(eps_u, eps_c, w)
-                frame.update(eps_uncond=eps_u, eps_cond=eps_c)
-            else:
-                eps = model(x, k, null)
-        grad = None
-        if method == "clip":
-            grad, score = clip_score_grad(noised_clip, x, t, c)
-            frame.update(grad=grad, clip_score=score)
-        z = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
-        if sampler == "ddpm":
-            if grad is None:
-                x_prev = ddpm_step(s, x, t, eps, z, clip_x0=clip_x0)
-            else:
-                mean = ddpm_step(s, x, t, eps, None, clip_x0=clip_x0)  # μ_θ(x_t): z = None gives the mean
-                var = s.posterior_variance(t)  # Σ = β̃_t·I
-                mean = clip_guided_mean(mean, var, grad, w)
-                x_prev = mean + (math.sqrt(var) * z if t > 1 else 0)
-        else:
-            if grad is not None:
-                eps = clip_guided_eps(eps, float(s.alpha_bars[t]), grad, w)
-            x_prev = ddim_step(s, x, t, t_prev, eps, z if eta > 0 else None, eta=eta, clip_x0=clip_x0)
-        yield GuidedStep(eps=eps, x0_hat=predict_x0(s, x, t, eps), x_prev=x_prev,
-                         eps_guided=not (sampler == "ddpm" and grad is not None), **frame)
-        x = x_prev
+    predict = guided_predictor(model, s, x_T.shape[0], method=method, scale=scale, cond=cond, negative=negative,
+                               noised_clip=noised_clip, sampler=sampler, device=x_T.device, dtype=x_T.dtype)
+    for st in run_sampler(predict, s, x_T, generator, sampler=sampler, steps=steps, eta=eta, clip_x0=clip_x0):
+        yield GuidedStep(st.t, st.index, st.total, st.x_t, st.eps_hat, st.x0_hat, st.x_prev, **st.pieces)
