@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _report import report  # noqa: E402
-from bench_scale import _mem, stage  # noqa: E402
+from bench_scale import _latency_recall, _mem, stage  # noqa: E402
 from modality_gap import ModalityGap  # noqa: E402
 
 CHUNK = 100_000
@@ -92,17 +92,7 @@ def serve_stage(folder: str, dim: int, queries: str, centred: bool, tuned: bool)
     data = np.load(queries)
     out = {"index": info["index_type"], "build_s": round(build_s, 1)}
     for kind in ("text", "image"):
-        qs, exact = data[kind], data[f"exact_{kind}"]
-        for q in qs[:20]:
-            search(q)
-        lat, found = [], []
-        for q in qs:
-            t = time.perf_counter()
-            found.append(search(q))
-            lat.append((time.perf_counter() - t) * 1000)
-        out[f"{kind}_recall_at_10"] = round(float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])), 4)
-        out[f"{kind}_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
-        out[f"{kind}_p95_ms"] = round(float(np.percentile(lat, 95)), 3)
+        out.update({f"{kind}_{k}": v for k, v in _latency_recall(search, data[kind], data[f"exact_{kind}"]).items()})
     mem = _mem()
     return {**out, "serve_rss_anon_mb": mem.get("rssanon_mb"), "peak_rss_mb": mem.get("peak_rss_mb")}
 

@@ -49,6 +49,35 @@ class LoadOnce(Generic[T]):
             return self._value
 
 
+class ModelService(Generic[T]):
+    """A tab's bundled models, loaded once: by the engine's loader at startup or by the first request that
+    needs them. ``active_clip()`` gives the app's CLIP, which a loader reuses when it is the one its models
+    were trained on (so it is not loaded twice). A service says which files it needs (``required``) and how
+    to load them (``_load``)."""
+
+    def __init__(self, device, active_clip: Callable[[], object]):
+        self.device = device
+        self._active_clip = active_clip
+        self._once: LoadOnce[T] = LoadOnce(self._load)
+
+    def required(self) -> list[Path]:
+        raise NotImplementedError
+
+    def _load(self) -> T:
+        raise NotImplementedError
+
+    @property
+    def available(self) -> bool:
+        return all(p.exists() for p in self.required())
+
+    @property
+    def loaded(self) -> T | None:
+        return self._once.loaded
+
+    def models(self) -> T:
+        return self._once.get()
+
+
 class StopSignals:
     """One stop event per running request, forgotten when the request ends.
 

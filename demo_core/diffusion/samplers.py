@@ -12,6 +12,7 @@ model predicts x̂_0, turned into ε̂). ``ddpm_sampler`` and ``ddim_sampler`` a
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal
 
@@ -102,3 +103,15 @@ def ddim_sampler(model: EpsModel, s: Schedule, x_T: torch.Tensor, generator: tor
                  steps: int = 50, eta: float = 0.0, clip_x0: bool = False) -> Iterator[Step]:
     """DDIM over ``ddim_timesteps(T, steps)``; η = 0 is deterministic. Yields `steps` frames."""
     yield from run_sampler(model, s, x_T, generator, sampler="ddim", steps=steps, eta=eta, clip_x0=clip_x0)
+
+
+def until_stopped(run: Iterator, stop: "threading.Event | None") -> Iterator:
+    """The steps of `run` as they come, ending after the current one once `stop` is set (the Stop button);
+    the run is closed however the loop ends, so what it made so far is the result."""
+    try:
+        for step in run:
+            yield step
+            if stop is not None and stop.is_set():
+                break
+    finally:
+        run.close()

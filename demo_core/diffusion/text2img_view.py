@@ -28,9 +28,10 @@ from ..errors import InputError, ModelUnavailable
 from ..images import grid
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
-from ..runs import LoadOnce
+from ..runs import ModelService
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
+from .samplers import until_stopped
 from .text2img import GuidedStep, guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -193,21 +194,16 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
                          noised_clip=models.noised, sampler=sampler.lower(), steps=steps, clip_x0=clip_x0)
     per_row = len(x_T) if len(x_T) <= 4 else math.ceil(len(x_T) / 2)
     t0, pieces, scores, last, kept = time.time(), [], [], None, {}
-    try:
-        for st in run:
-            if st.index == at:
-                pieces = pieces_of(st)
-            if st.index in keep:
-                kept[st.index] = _first_image(st)
-            if st.clip_score is not None:
-                scores.append((st.t, float(st.clip_score.mean())))
-            last = st
-            yield Text2ImgUpdate(st.t, st.index, st.total, grid(st.x_prev, per_row=per_row),
-                                 grid(st.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores))
-            if stop is not None and stop.is_set():
-                break
-    finally:
-        run.close()
+    for st in until_stopped(run, stop):
+        if st.index == at:
+            pieces = pieces_of(st)
+        if st.index in keep:
+            kept[st.index] = _first_image(st)
+        if st.clip_score is not None:
+            scores.append((st.t, float(st.clip_score.mean())))
+        last = st
+        yield Text2ImgUpdate(st.t, st.index, st.total, grid(st.x_prev, per_row=per_row),
+                             grid(st.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores))
     if last is None:
         return
     images = [grid(x[None], size=128) for x in last.x_prev]
@@ -216,27 +212,16 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
                          stopped=last.index < last.total - 1, images=images, kept=kept)
 
 
-class Text2ImgService:
-    """The bundled text-to-image models, loaded once: by the engine's loader at startup or by the first
-    request that needs them. ``active_clip()`` gives the app's CLIP, reused when it is the one the
-    model was trained on (so mini-CLIP is not loaded twice)."""
+class Text2ImgService(ModelService[Text2ImgModels]):
+    """The bundled text-to-image models (``ModelService``): the conditional DDPM and the noised CLIP."""
 
     def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
                  path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP):
-        self.device, self.path, self.noised_path = device, Path(path), Path(noised_path)
-        self._active_clip = active_clip
-        self._once = LoadOnce(self._load)
+        self.path, self.noised_path = Path(path), Path(noised_path)
+        super().__init__(device, active_clip)
 
-    @property
-    def available(self) -> bool:
-        return (self.path / "cond_config.json").exists()
-
-    @property
-    def loaded(self) -> Text2ImgModels | None:
-        return self._once.loaded
-
-    def models(self) -> Text2ImgModels:
-        return self._once.get()
+    def required(self) -> list[Path]:
+        return [self.path / "cond_config.json"]  # the noised CLIP is optional: CLIP guidance is then off
 
     def _load(self) -> Text2ImgModels:
         models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip())

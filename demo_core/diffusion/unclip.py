@@ -32,10 +32,11 @@ from ..errors import InputError, ModelUnavailable
 from ..images import grid, load_image
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
-from ..runs import LoadOnce
+from ..runs import ModelService
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
 from .prior import DiffusionPrior, load_prior, slerp
+from .samplers import until_stopped
 from .text2img import guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -135,15 +136,10 @@ def decode(models: UnclipModels, cond: torch.Tensor, x_T: torch.Tensor, seed: in
                          cond=cond.to(dev), sampler="ddim", steps=steps)
     per_row = len(x_T) if len(x_T) <= 5 else -(-len(x_T) // 2)
     last = None
-    try:
-        for st in run:
-            last = st
-            yield UnclipUpdate("decoding", time.time() - t0, condition=cond, t=st.t, index=st.index, total=st.total,
-                               x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
-            if stop is not None and stop.is_set():
-                break
-    finally:
-        run.close()
+    for st in until_stopped(run, stop):
+        last = st
+        yield UnclipUpdate("decoding", time.time() - t0, condition=cond, t=st.t, index=st.index, total=st.total,
+                           x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
     if last is None:
         return
     images = [grid(x[None], size=128) for x in last.x_prev]
@@ -264,27 +260,17 @@ def gap_histogram(gap: dict[str, list[float]], bins: int = 40) -> list[dict]:
     return rows
 
 
-class UnclipService:
-    """The bundled unCLIP models, loaded once, by the engine's loader or the first request that needs them;
-    ``active_clip()`` is the app's CLIP, reused when it is mini-CLIP (loaded once, not twice)."""
+class UnclipService(ModelService[UnclipModels]):
+    """The bundled unCLIP models (``ModelService``): the prior and the image-conditioned decoder."""
 
     def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
                  prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER):
-        self.device, self.prior_path, self.decoder_path = device, Path(prior_path), Path(decoder_path)
-        self._active_clip = active_clip
-        self._once = LoadOnce(self._load)
+        self.prior_path, self.decoder_path = Path(prior_path), Path(decoder_path)
         self._gap: list[dict] | None = None
+        super().__init__(device, active_clip)
 
-    @property
-    def available(self) -> bool:
-        return (self.prior_path / "prior_config.json").exists() and (self.decoder_path / "cond_config.json").exists()
-
-    @property
-    def loaded(self) -> UnclipModels | None:
-        return self._once.loaded
-
-    def models(self) -> UnclipModels:
-        return self._once.get()
+    def required(self) -> list[Path]:
+        return [self.prior_path / "prior_config.json", self.decoder_path / "cond_config.json"]
 
     def _load(self) -> UnclipModels:
         models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._active_clip())
