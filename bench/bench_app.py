@@ -72,8 +72,8 @@ def main() -> int:
     cat = str(EXAMPLES / "cat.png")
     rows = {"classify": timed(lambda: handlers["classify"](cat, "cat, dog, car, tree, pizza", "a photo of a {}", True),
                               args.repeats)}
-    if engine.index_names():
-        name = engine.index_names()[0]
+    if engine.search.names():
+        name = engine.search.names()[0]
         queries = iter(["cat", "dog", "a red car", "tree", "astronaut", "coffee cup"] * args.repeats)
         rows["search"] = timed(lambda: handlers["search"](next(queries), name, 12), args.repeats)
     rows["forward"] = timed(lambda: handlers["forward"](cat, 250, "linear", 1000), max(5, args.repeats // 3))

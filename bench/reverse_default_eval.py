@@ -52,7 +52,7 @@ def main() -> int:
             group = label.split()[0]
             hits = total = 0
             for seed in range(args.seeds):
-                *_, last = engine.sample(TEXT_DDPM, "DDIM", ddim_steps=50, seed=seed, n=4, prompt=prompt, scale=3.0)
+                *_, last = engine.reverse.sample(TEXT_DDPM, "DDIM", ddim_steps=50, seed=seed, n=4, prompt=prompt, scale=3.0)
                 found = judge_groups(judge, final_images(last, 4))
                 hits += sum(f == group for f in found)
                 total += len(found)

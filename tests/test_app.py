@@ -122,9 +122,9 @@ def test_bundled_gallery_follows_the_active_model(tiny_clip_folder, tmp_path, mo
 
     monkeypatch.setenv("DEMO_CACHE", str(tmp_path))
     engine = Engine(f"local-dir:{tiny_clip_folder}", "cpu")
-    folder = engine.index(GALLERY).folder
+    folder = engine.search.index(GALLERY).folder
     assert folder != BUNDLED_INDEX and tmp_path in folder.parents
-    terms, found = engine.search_text("cat", GALLERY, 5)
+    terms, found = engine.search.text("cat", GALLERY, 5)
     assert len(found) == 5 and all(f.thumbnail.is_file() for f in found)
 
 

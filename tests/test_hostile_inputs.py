@@ -33,19 +33,19 @@ def test_search_results_are_bounded(engine, k):
 
     cat = str(EXAMPLES / "cat.png")
     with pytest.raises(InputError, match="The number of results must be"):
-        engine.search_image(cat, GALLERY, k)
+        engine.search.image(cat, GALLERY, k)
     with pytest.raises(InputError, match="The number of results must be"):
-        engine.search_text("cat", GALLERY, k)
+        engine.search.text("cat", GALLERY, k)
     with pytest.raises(InputError, match="The number of results must be"):
-        engine.more_like(GALLERY, 1, k)
+        engine.search.more_like(GALLERY, 1, k)
 
 
 def test_search_with_the_largest_k(engine):
     from demo_core.engine import GALLERY, MAX_RESULTS
 
-    assert len(engine.search_image(str(EXAMPLES / "cat.png"), GALLERY, MAX_RESULTS)) == MAX_RESULTS
+    assert len(engine.search.image(str(EXAMPLES / "cat.png"), GALLERY, MAX_RESULTS)) == MAX_RESULTS
     with pytest.raises(InputError, match="image id"):
-        engine.more_like(GALLERY, -100, 12)
+        engine.search.more_like(GALLERY, -100, 12)
 
 
 def test_a_huge_drawing_is_not_decoded_unless_used(monkeypatch):
@@ -169,7 +169,7 @@ def test_labels_that_are_not_text(value):
 def test_a_huge_seed_is_refused_plainly(engine):
     """Seed 10³⁰ gave "Overflow when unpacking long long"."""
     with pytest.raises(InputError, match="The seed must be between 0 and 9,223,372,036,854,775,807"):
-        next(engine.sample("emoji-ddpm", "DDIM", ddim_steps=5, seed=10**30, n=1))
+        next(engine.reverse.sample("emoji-ddpm", "DDIM", ddim_steps=5, seed=10**30, n=1))
     with pytest.raises(InputError, match="The seed must be"):
         next(toy2d.train(toy2d.make_points("two moons", 100), steps=10, seed=10**30))
     with pytest.raises(InputError, match="The seed must be"):
@@ -197,10 +197,10 @@ def test_more_like_with_a_click_outside_the_results():
 def test_nan_and_infinities_are_refused_everywhere(engine, bad):
     """η = NaN once reported "✅ done" with all-black images."""
     with pytest.raises(InputError, match="DDIM η must be a finite number"):
-        next(engine.sample("emoji-ddpm", "DDIM", ddim_steps=5, eta=bad, n=1))
+        next(engine.reverse.sample("emoji-ddpm", "DDIM", ddim_steps=5, eta=bad, n=1))
     for kw, name in (({"ddim_steps": bad}, "DDIM steps"), ({"n": bad}, "number of images"), ({"seed": bad}, "seed")):
         with pytest.raises(InputError, match=f"{name}.* must be a finite number"):
-            next(engine.sample("emoji-ddpm", "DDIM", **{"ddim_steps": 5, "n": 1, **kw}))
+            next(engine.reverse.sample("emoji-ddpm", "DDIM", **{"ddim_steps": 5, "n": 1, **kw}))
     from PIL import Image
 
     cat = Image.open(EXAMPLES / "cat.png").convert("RGB")

@@ -48,13 +48,13 @@ def test_the_index_named_at_startup_is_what_search_opens(lab):
 
     engine, tmp = lab
     first, second = str(tmp / "index-a"), str(tmp / "index-b")
-    assert engine.index_names() == [first, second, GALLERY]  # the gallery stays on offer, after them
+    assert engine.search.names() == [first, second, GALLERY]  # the gallery stays on offer, after them
     demo = app.build_demo(engine)
     pick = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "s-index")
     assert pick.value == first
     params = {p["parameter_name"]: p for p in demo.get_api_info()["named_endpoints"]["/search"]["parameters"]}
     assert params["index_name"]["parameter_default"] == first  # an API caller who names no index gets it too
-    _, found = engine.search_text("a cat", first, 3)
+    _, found = engine.search.text("a cat", first, 3)
     assert found and all(f.thumbnail.is_file() for f in found)
 
 
@@ -80,11 +80,11 @@ def test_lost_files_and_a_moved_collection_are_said_not_silent(lab, caplog):
 
     engine, tmp = lab
     name, photos = str(tmp / "index-b"), tmp / "photos-b"
-    _, every = engine.search_text("a cat", name, 10)
+    _, every = engine.search.text("a cat", name, 10)
     assert len(every) == 6 and not every.note
     (photos / "dog.png").unlink()
     with caplog.at_level(logging.WARNING, logger="demo_core"):
-        _, found = engine.search_text("a cat", name, 10)
+        _, found = engine.search.text("a cat", name, 10)
     assert sorted(f.name for f in found) == sorted(f.name for f in every if f.name != "dog.png")  # the rest still shown
     assert "1 of the 6" in found.note and "dog.png" in found.note and f"index_builder {photos}" in found.note
     assert any("dog.png" in r.getMessage() for r in caplog.records)
@@ -97,11 +97,11 @@ def test_lost_files_and_a_moved_collection_are_said_not_silent(lab, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="demo_core"):
         with pytest.raises(CollectionMissing, match="not there any more") as e:
-            engine.search_text("a cat", name, 10)
+            engine.search.text("a cat", name, 10)
     assert str(photos) in str(e.value) and "index_builder" in str(e.value)
     assert any(str(photos) in r.getMessage() for r in caplog.records)
     with pytest.raises(IndexProblem, match="not there any more"):
-        engine.more_like(name, every[0].id, 5)
+        engine.search.more_like(name, every[0].id, 5)
     import gradio as gr
 
     with pytest.raises(gr.Error, match=str(photos)):  # the UI shows the same words
@@ -127,7 +127,7 @@ def test_close_releases_every_index_and_its_private_copy(tiny_clip_folder, tmp_p
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         w.add([(f"{i}.png", 1, 0.0, f"{i:064x}", 8, 8) for i in range(300)], vecs)  # no FAISS yet
         w.close()
-        big, gallery = engine.index(str(folder)), engine.index(GALLERY)
+        big, gallery = engine.search.index(str(folder)), engine.search.index(GALLERY)
         assert big.search(vecs[7], 1)[0].path == "7.png" and gallery.search(gallery.embedding(1), 1)
         private = big._private
         assert private is not None and private.is_dir() and private != folder
@@ -138,7 +138,7 @@ def test_close_releases_every_index_and_its_private_copy(tiny_clip_folder, tmp_p
         with pytest.raises(sqlite3.ProgrammingError):  # its database handle is closed
             idx.db.execute("SELECT 1")
     with pytest.raises(IndexProblem, match="shutting down"):  # and is not opened again behind close()
-        engine.index(str(folder))
+        engine.search.index(str(folder))
 
 
 def _cli(*args, env_extra=None):
@@ -204,7 +204,7 @@ def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip
     engine = Engine(spec, "cpu", indexes=[str(out)])
     try:
         build_index(photos, out, engine.clip, workers=1)
-        served = engine.index(str(out))  # the read-only index the app's searches go through
+        served = engine.search.index(str(out))  # the read-only index the app's searches go through
         query = engine.clip.encode_texts(["a cat"])[0].numpy()
 
         def answer():  # every file, ranked: more than Search's 48, so that a whole generation is visible
@@ -235,7 +235,7 @@ def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip
 
         line = index_summary(engine, str(out))  # the Search summary and the Status panel
         assert "**126** images" in line and f"generation {stats['generation']}, built 20" in line
-        _, found = engine.search_text("a cat", str(out), 48)  # and Search shows them
+        _, found = engine.search.text("a cat", str(out), 48)  # and Search shows them
         assert len(found) == 48 and any(f.name.startswith("new-") for f in found)
     finally:
         engine.close()
@@ -258,10 +258,10 @@ def test_a_file_whose_name_is_not_utf8_is_indexed_shown_and_found_again(tiny_cli
     try:
         report = build_index(photos, out, engine.clip, workers=1)
         assert report.total == 7 and not report.skipped
-        _, found = engine.search_text("a cat", str(out), 48)
+        _, found = engine.search.text("a cat", str(out), 48)
         latin1 = next(f for f in found if f.name == "caf\ufffd.png")  # shown as "caf�.png"
         assert latin1.thumbnail.is_file() and latin1.thumbnail.stat().st_size > 0
-        again = engine.more_like(str(out), latin1.id, 3)
+        again = engine.search.more_like(str(out), latin1.id, 3)
         assert again[0].name == "caf\ufffd.png" and again[0].score > 0.999
         rebuilt = build_index(photos, out, engine.clip, workers=1)  # a re-run finds it unchanged, not new
         assert (rebuilt.unchanged, rebuilt.indexed, rebuilt.removed) == (7, 0, 0)

@@ -104,8 +104,8 @@ def engine(tiny_ddpm_folder):
 
 @pytest.mark.slow
 def test_stop_keeps_the_frames_so_far_and_only_stops_its_own_session(engine):
-    run = engine.sample("emoji-ddpm", "DDPM", seed=0, n=2, stop_key="s1")
-    other = engine.sample("emoji-ddpm", "DDIM", ddim_steps=5, seed=0, n=1, stop_key="s2")
+    run = engine.reverse.sample("emoji-ddpm", "DDPM", seed=0, n=2, stop_key="s1")
+    other = engine.reverse.sample("emoji-ddpm", "DDIM", ddim_steps=5, seed=0, n=1, stop_key="s2")
     first = next(run)
     next(other)
     assert engine.running == 2 and not first.final
@@ -120,7 +120,7 @@ def test_stop_keeps_the_frames_so_far_and_only_stops_its_own_session(engine):
 
 @pytest.mark.slow
 def test_ddpm_vs_ddim_interleaves_both_to_the_end(engine):
-    updates = list(engine.sample("emoji-ddpm", "DDPM vs DDIM", ddim_steps=5, seed=0, n=1))
+    updates = list(engine.reverse.sample("emoji-ddpm", "DDPM vs DDIM", ddim_steps=5, seed=0, n=1))
     assert len(updates) == 21  # one per DDPM step, then the final one
     half = updates[9].latest  # DDPM half done: DDIM has done its share too, not more than one step ahead
     assert half["DDPM"].step.index + 1 == 10 and half["DDIM"].step.index + 1 == 3
@@ -156,7 +156,7 @@ def test_the_timeline_opens_on_the_result_not_on_noise(engine):
 
     from ui.diffusion import _outputs
 
-    *_, last = engine.sample("emoji-ddpm", "DDIM", ddim_steps=10, seed=0, n=1)
+    *_, last = engine.reverse.sample("emoji-ddpm", "DDIM", ddim_steps=10, seed=0, n=1)
     strip = _outputs(last)[7]
     ts = [int(re.search(r"t\s*=\s*(\d+)", caption).group(1)) for _, caption in strip]
     assert len(ts) >= 5 and ts == sorted(ts) and ts[0] == min(ts)  # newest (smallest t) first
@@ -168,11 +168,11 @@ def test_the_default_reverse_model_is_the_text_conditional_one_guided_by_the_pro
     classifier-free guidance, the same sampling as Text to image (same seed, same pictures)."""
     from demo_core.diffusion.prompted import TEXT_DDPM
 
-    assert engine.reverse_models()[0] == TEXT_DDPM and "emoji-ddpm" in engine.reverse_models()
-    *_, reverse = engine.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a cat face", scale=3)
+    assert engine.reverse.models()[0] == TEXT_DDPM and "emoji-ddpm" in engine.reverse.models()
+    *_, reverse = engine.reverse.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a cat face", scale=3)
     *_, t2i = engine.text2img("a cat face", steps=10, seed=3, n=2, scale=3)
     assert np.array_equal(np.asarray(reverse.latest["DDIM"].x_t), np.asarray(t2i.x_t))
-    *_, other = engine.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a clock", scale=3)
+    *_, other = engine.reverse.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a clock", scale=3)
     assert not np.array_equal(np.asarray(other.latest["DDIM"].x_t), np.asarray(t2i.x_t))  # the prompt steers
     with pytest.raises(InputError, match="Type a prompt"):
-        next(engine.sample(TEXT_DDPM, "DDIM", prompt="  "))
+        next(engine.reverse.sample(TEXT_DDPM, "DDIM", prompt="  "))

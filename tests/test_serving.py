@@ -49,12 +49,12 @@ def test_thumbnails_are_made_once_in_a_private_folder_and_served_as_they_are(eng
     from demo_core.engine import GALLERY
 
     app.build_demo(engine)  # the Search tab hands the folder to Gradio
-    _, found = engine.search_text("cat", GALLERY, 5)
-    assert {f.thumbnail.parent for f in found} == {engine.thumbnail_folder}
-    assert os.stat(engine.thumbnail_folder.parent).st_mode & 0o077 == 0  # nobody else can put files there
+    _, found = engine.search.text("cat", GALLERY, 5)
+    assert {f.thumbnail.parent for f in found} == {engine.search.thumbnail_folder}
+    assert os.stat(engine.search.thumbnail_folder.parent).st_mode & 0o077 == 0  # nobody else can put files there
     assert all(utils.is_static_file(str(f.thumbnail)) for f in found)  # not hashed and copied per answer
     made = {f.thumbnail: f.thumbnail.stat().st_mtime_ns for f in found}
-    _, again = engine.search_text("cat", GALLERY, 5)
+    _, again = engine.search.text("cat", GALLERY, 5)
     assert {f.thumbnail: f.thumbnail.stat().st_mtime_ns for f in again} == made  # not made again
 
 
@@ -62,7 +62,7 @@ def test_requests_making_the_same_thumbnail_at_once(engine, tmp_path):
     from demo_core.engine import GALLERY
     from demo_core.search.query import thumbnail
 
-    idx = engine.index(GALLERY)
+    idx = engine.search.index(GALLERY)
     hit = idx.search(idx.embedding(1), 1)[0]
     paths, errors = [], []
 
@@ -84,7 +84,7 @@ def test_requests_making_the_same_thumbnail_at_once(engine, tmp_path):
 def test_a_read_only_index_reads_its_root_once(engine, monkeypatch):
     from demo_core.engine import GALLERY
 
-    idx = engine.index(GALLERY)
+    idx = engine.search.index(GALLERY)
     root = idx.root
     calls = []
     real = idx.manifest

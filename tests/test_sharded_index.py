@@ -220,9 +220,9 @@ def test_the_app_searches_a_compressed_index_and_builds_keep_their_semantics(gal
     assert report.index_type.startswith("IVF-PQ compressed")
     engine = Engine("mini-clip", "cpu", indexes=[str(out)])
     try:
-        terms, found = engine.search_text("a cat", str(out), 8)
-        assert engine.index_stats(str(out))["index_type"].startswith("IVF-PQ compressed")
-        idx = engine.index(str(out))
+        terms, found = engine.search.text("a cat", str(out), 8)
+        assert engine.search.stats(str(out))["index_type"].startswith("IVF-PQ compressed")
+        idx = engine.search.index(str(out))
         assert idx._compressed is not None and idx._vectors is None
         expected = [h.path for h in flat.search(idx.embedding(found[0].id), 8)]
         assert found[0].name == idx.search(idx.embedding(found[0].id), 1)[0].path.rsplit("/", 1)[-1]

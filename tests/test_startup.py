@@ -56,7 +56,7 @@ def test_a_model_that_fails_to_load_is_logged_and_the_others_still_load(monkeypa
     def broken(name, device):
         raise RuntimeError(f"the weights of {name} are corrupt")
 
-    monkeypatch.setattr("demo_core.engine.load_ddpm", broken)
+    monkeypatch.setattr("demo_core.diffusion.reverse_service.load_ddpm", broken)
     with caplog.at_level(logging.ERROR, logger="demo_core.engine"):
         engine = Engine("mini-clip", "cpu")
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
@@ -101,8 +101,8 @@ def test_a_slow_diffusion_model_load_does_not_hold_up_another_model(monkeypatch)
     meanwhile, and each model is still loaded once."""
     import time
 
-    from demo_core import engine as engine_module
-    from demo_core.engine import Engine
+    from demo_core.diffusion import reverse_service
+    from demo_core.runs import KeptFiles, StopSignals
 
     release, calls = threading.Event(), []
 
@@ -112,17 +112,16 @@ def test_a_slow_diffusion_model_load_does_not_hold_up_another_model(monkeypatch)
             release.wait(5)
         return f"model {name}"
 
-    monkeypatch.setattr(engine_module, "load_ddpm", fake_load)
-    engine = object.__new__(Engine)  # only the DDPM registry is exercised
-    engine._ddpm_lock, engine._ddpms, engine.device = threading.Lock(), {}, "cpu"
-    slow = threading.Thread(target=engine.ddpm, args=("slow/hub-model",))
+    monkeypatch.setattr(reverse_service, "load_ddpm", fake_load)
+    reverse = reverse_service.ReverseService("cpu", None, StopSignals(), KeptFiles())  # only its DDPM registry
+    slow = threading.Thread(target=reverse.ddpm, args=("slow/hub-model",))
     slow.start()
     time.sleep(0.1)  # the slow load is under way
     t0 = time.perf_counter()
-    assert engine.ddpm("emoji-ddpm") == "model emoji-ddpm"
+    assert reverse.ddpm("emoji-ddpm") == "model emoji-ddpm"
     assert time.perf_counter() - t0 < 1.0  # not behind the 5 s load
     release.set()
     slow.join()
-    assert engine.ddpm("slow/hub-model") == "model slow/hub-model"
+    assert reverse.ddpm("slow/hub-model") == "model slow/hub-model"
     assert sorted(calls) == ["emoji-ddpm", "slow/hub-model"]  # once each
-    assert sorted(engine.loaded_ddpms()) == ["model emoji-ddpm", "model slow/hub-model"]
+    assert sorted(reverse.loaded()) == ["model emoji-ddpm", "model slow/hub-model"]

@@ -117,12 +117,12 @@ def build(engine: Engine) -> None:
                request: gr.Request = None):
         """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed). The default
         model is the text-conditional one, guided toward `prompt`; the unconditional ones ignore it."""
-        model_name = model_name or (engine.reverse_models() or [""])[0]
-        model = engine.reverse_model(model_name, prompt, scale)
+        model_name = model_name or (engine.reverse.models() or [""])[0]
+        model = engine.reverse.model(model_name, prompt, scale)
         note = hub_note(model) if model_name != TEXT_DDPM else None
         if note:
             gr.Info(note)
-        for u in throttled(engine.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
+        for u in throttled(engine.reverse.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
                                          clip_x0=x0_rule != LITERAL, prompt=prompt, scale=scale,
                                          stop_key=session_key(request))):
             yield _outputs(u)
@@ -156,7 +156,7 @@ def build(engine: Engine) -> None:
 
     gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n" + REVERSE_FORMULA,
                 latex_delimiters=LATEX)
-    models = engine.reverse_models()
+    models = engine.reverse.models()
     with gr.Row():
         r_prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (the text-conditional model)", scale=3,
                               elem_id="r-prompt")

@@ -27,14 +27,14 @@ def _noted(details: str, found: Results) -> str:
 def build(engine: Engine) -> None:
     def search(query: str, index_name: str, k: int):
         """Text search (with arithmetic: `cat + 2:dog - grass`). Returns (results, details, hit ids)."""
-        terms, found = engine.search_text(query, index_name, k)
+        terms, found = engine.search.text(query, index_name, k)
         items, ids = _results(found)
         shown = " ".join(f"{'+' if t.weight >= 0 else '−'} {abs(t.weight):g}·“{t.text}”" for t in terms).lstrip("+ ")
         return items, _noted(f"query vector = normalise({shown}) · {len(items)} results from {index_name}", found), ids
 
     def search_image(image, index_name: str, k: int):
         """Image search: the images nearest to an uploaded one. Returns (results, details, hit ids)."""
-        found = engine.search_image(file_path(image), index_name, k)
+        found = engine.search.image(file_path(image), index_name, k)
         items, ids = _results(found)
         return items, _noted(f"{len(items)} images nearest to the uploaded one, from {index_name}", found), ids
 
@@ -43,7 +43,7 @@ def build(engine: Engine) -> None:
         i = evt.index
         if not ids or not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(ids):
             raise gr.Error("Click one of the results first.")
-        found = engine.more_like(index_name, ids[i], k)
+        found = engine.search.more_like(index_name, ids[i], k)
         items, new_ids = _results(found)
         # a new list: the large preview of the clicked result closes (it would show another picture now)
         return (gr.Gallery(value=items, selected_index=None),
@@ -53,7 +53,7 @@ def build(engine: Engine) -> None:
         engine.wait_ready()  # the bundled gallery's index is settled by the loader
         return index_summary(engine, name)
 
-    names = engine.index_names()  # the first named with --index / DEMO_INDEX, else the bundled gallery
+    names = engine.search.names()  # the first named with --index / DEMO_INDEX, else the bundled gallery
     with gr.Row():
         index_pick = gr.Dropdown(names, value=names[0] if names else None, label="Index", scale=2, elem_id="s-index")
         k = gr.Slider(1, MAX_RESULTS, value=12, step=1, label="Results", scale=1)
@@ -73,7 +73,7 @@ def build(engine: Engine) -> None:
     hit_ids = gr.State([])
     outputs = [results, details, hit_ids]
     gr.on(None, handler(stats), index_pick, summary, api_visibility="private", show_progress="hidden")  # load, pick
-    serve_as_is(engine.thumbnail_folder)
+    serve_as_is(engine.search.thumbnail_folder)
     for event in (search_btn.click(model_handler(search), [query, index_pick, k], outputs, api_name="search", **LIGHT),
                   query.submit(model_handler(search), [query, index_pick, k], outputs, api_visibility="private",
                                **LIGHT),

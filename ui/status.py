@@ -16,7 +16,7 @@ def index_summary(engine: Engine, name: str) -> str:
     if not name:
         return "No index loaded: build one with `python index_builder DIR` and start the app with `--index`."
     try:
-        st = engine.index_stats(name)
+        st = engine.search.stats(name)
     except UserError as e:
         return f"⚠️ {e}"
     if st is None:
@@ -51,7 +51,7 @@ def status_panel(engine: Engine) -> str:
     if clip:
         lines.append(f"| CLIP details | {clip.embed_dim}-d embeddings, {clip.image_size}px input, "
                      f"learned exp(t) = {clip.logit_scale:.2f} |")
-    ddpms = ", ".join(f"{m.display} (T={m.T}, {m.schedule})" for m in engine.loaded_ddpms()) or "none loaded yet"
+    ddpms = ", ".join(f"{m.display} (T={m.T}, {m.schedule})" for m in engine.reverse.loaded()) or "none loaded yet"
     lines.append(f"| diffusion models | {ddpms}; offered: {', '.join(available_ddpms())}; "
                  f"runs now: {engine.running} |")
     t2i = engine.loaded_text2img
@@ -62,7 +62,7 @@ def status_panel(engine: Engine) -> str:
     if uc:
         lines.append(f"| unCLIP | prior {uc.prior.cfg.width}×{uc.prior.cfg.depth} MLP → decoder "
                      f"(conditioned on {uc.clip.name} image embeddings, T={uc.schedule.T}) |")
-    for name in engine.index_names():
+    for name in engine.search.names():
         lines.append(f"| index: {name} | {index_summary(engine, name)} |")
     state = ("loaded" if engine.ready else f"loading: {engine.loading}") + \
         (f" · {'; '.join(engine.load_log)}" if engine.load_log else "")

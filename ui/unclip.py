@@ -116,7 +116,7 @@ def build(engine: Engine) -> None:
     if not engine.unclip_available:
         gr.Markdown("The unCLIP models are not installed here (`assets/models/emoji-prior`, `emoji-decoder`).")
         return
-    serve_as_is(engine.thumbnail_folder)
+    serve_as_is(engine.search.thumbnail_folder)
     with gr.Row():
         with gr.Column(scale=3):
             gr.Markdown("### unCLIP: text → prior → image embedding → decoder\n" + UNCLIP_FORMULA, latex_delimiters=LATEX)
