@@ -63,6 +63,17 @@ SCREEN_PROBLEMS = """() => {
     if (fit !== 'contain' && fit !== 'scale-down' && Math.abs(drawn / picture - 1) > 0.02)
       out.push(`picture cropped (${fit}): ${img.naturalWidth}x${img.naturalHeight} in a ${Math.round(box.width)}x${Math.round(box.height)} box`);
   }
+  for (const wrap of document.querySelectorAll('.grid-wrap')) {  // a gallery too short for its one row
+    if (!wrap.offsetParent) continue;
+    const items = [...wrap.querySelectorAll('.thumbnail-item')];
+    const tops = new Set(items.map(i => Math.round(i.getBoundingClientRect().top)));
+    if (items.length && tops.size === 1 && wrap.scrollHeight > wrap.clientHeight + 2)
+      out.push(`gallery row cut: ${wrap.clientHeight} of ${wrap.scrollHeight} px shown (${items.length} pictures)`);
+  }
+  for (const img of document.querySelectorAll('img')) {
+    if (img.offsetParent && img.complete && img.getAttribute('src') && img.naturalWidth === 0)
+      out.push(`picture not shown: ${img.getAttribute('src').slice(0, 80)}`);
+  }
   for (const el of document.querySelectorAll('.caption-label, figcaption')) {
     if (!el.offsetParent) continue;  // not shown (another tab)
     if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
@@ -128,6 +139,16 @@ def test_every_tab_fits_a_phone_screen(browser, app_url, tmp_path):
 
 
 def _screenshot(page, name, tmp_path, docs=True):
+    # thumbnails load after their captions (lazily, as they scroll into view): bring each into view, then
+    # wait until the pictures have arrived; a picture that never does is reported by screen_problems
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.evaluate("() => { for (const i of document.images) if (i.offsetParent) i.loading = 'eager'; }")
+    try:
+        page.wait_for_function("[...document.images].filter(i => i.offsetParent).every(i => i.complete)",
+                               timeout=15_000)
+    except PlaywrightTimeout:
+        pass
     page.screenshot(path=str(tmp_path / name), full_page=True)
     if docs and os.environ.get("DEMO_UPDATE_SCREENSHOTS") == "1":
         shutil.copy(tmp_path / name, ROOT / "docs" / name)
@@ -165,6 +186,10 @@ def test_search_tab_finds_cats_and_more_like_this(page, tmp_path):
     _screenshot(page, "search.png", tmp_path)
     page.locator("#s-results button.thumbnail-item, #s-results .thumbnail-item").first.click()
     page.get_by_text("more like result #1").first.wait_for(timeout=30_000)
+    # the new list opens closed: a large preview would show result #1 of the *new* list under the old click
+    page.wait_for_timeout(500)
+    previews = page.locator("#s-results .preview")
+    assert previews.count() == 0 or not previews.first.is_visible()
 
 
 def test_diffusion_tab_forward_explorer(page, tmp_path):

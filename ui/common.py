@@ -190,13 +190,19 @@ $g$ the text tower. DDIM has no $\Sigma$: there $\hat\epsilon \leftarrow \hat\ep
 
 
 def pictures(label: str | None = None, **kw) -> gr.Gallery:
-    """A gallery that shows each picture whole (scaled to fit its cell, never cropped to a square)."""
+    """A gallery that shows each picture whole: scaled to fit its cell (never cropped to a square), and as tall
+    as its rows (a fixed height cut a row of wide cells: a generated heart lost its bottom). Only a gallery
+    meant to be scrolled (a long timeline) passes a height."""
+    kw.setdefault("height", "auto")
+    kw.setdefault("fit_columns", False)  # four pictures in an eight-column gallery stay small, not page-wide
     return gr.Gallery(label=label, object_fit="contain", **kw)
 
 
-# Page-wide CSS, passed to launch(): gallery captions wrap and are shown whole (Gradio cuts them to one
-# line with an ellipsis: "cos 0…").
+# Page-wide CSS, passed to launch(): a gallery is as tall as its pictures (Gradio keeps 320 px at least, an
+# empty band under one row), and its captions wrap and are shown whole (Gradio cuts them to one line with
+# an ellipsis: "cos 0…").
 PAGE_CSS = """
+.grid-wrap.fixed-height { min-height: 0 !important; }
 .caption-label { white-space: normal !important; max-width: 100% !important; overflow-wrap: anywhere;
                  text-overflow: clip !important; line-height: 1.2; }
 """

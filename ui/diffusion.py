@@ -142,8 +142,8 @@ def build(engine: Engine) -> None:
             f_xt = gr.Image(label="x_t", interactive=False, elem_id="f-xt", height=256)
             f_info = gr.Markdown(elem_id="f-info")
             gr.Markdown(FORWARD_FORMULA, latex_delimiters=LATEX)
-    f_lin = pictures(label="linear schedule: x_t across t", columns=7, height=200, elem_id="f-lin")
-    f_cos = pictures(label="cosine schedule: x_t across t", columns=7, height=200, elem_id="f-cos")
+    f_lin = pictures(label="linear schedule: x_t across t", columns=7, elem_id="f-lin")
+    f_cos = pictures(label="cosine schedule: x_t across t", columns=7, elem_id="f-cos")
     with gr.Row():
         f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise")
         f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)")

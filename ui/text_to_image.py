@@ -95,12 +95,12 @@ def build(engine: Engine) -> None:
     with gr.Row():
         x_t = gr.Image(label="x_t", interactive=False, format="jpeg", elem_id="t2i-xt")
         x0 = gr.Image(label="predicted clean x̂₀", interactive=False, format="jpeg")
-    images = pictures(label="Generated images", columns=8, height=180, elem_id="t2i-images")
+    images = pictures(label="Generated images", columns=8, elem_id="t2i-images")
     pieces = pictures(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
-                      height=200, elem_id="t2i-pieces")
+                      elem_id="t2i-pieces")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
-    swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, height=180, elem_id="t2i-swept")
+    swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, elem_id="t2i-swept")
     method.change(handler(_scale_for), method, scale, api_visibility="private")
     kept = gr.State({})  # the last run's inspectable steps (image 1), so the slider needs no new run
     generated = run.click(model_handler(text2img, duration=120),

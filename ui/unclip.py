@@ -142,14 +142,14 @@ def build(engine: Engine) -> None:
                               label="Stage 1 → 2: the text embedding and the prior's image embedding")
             cos = gr.Markdown()
         nearest = pictures(label="What the prior imagines: the real gallery images nearest its embedding (FAISS)",
-                           columns=6, height=150, elem_id="u-nearest")
+                           columns=6, elem_id="u-nearest")
         with gr.Row():
             x_t = gr.Image(label="Stage 3, the decoder: x_t", interactive=False, format="jpeg", elem_id="u-xt")
-            images = pictures(label="Decoded images", columns=4, height=200, elem_id="u-images")
+            images = pictures(label="Decoded images", columns=4, elem_id="u-images")
         with gr.Row():
-            with_prior = pictures(label="Decoder fed the prior's image embedding", columns=4, height=170,
+            with_prior = pictures(label="Decoder fed the prior's image embedding", columns=4,
                                   elem_id="u-with-prior")
-            without = pictures(label="Decoder fed the text embedding (no prior)", columns=4, height=170,
+            without = pictures(label="Decoder fed the text embedding (no prior)", columns=4,
                                elem_id="u-without-prior")
     with gr.Tab("Image variations"):
         with gr.Row():
@@ -163,7 +163,7 @@ def build(engine: Engine) -> None:
         with gr.Row():
             var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="The picture's embedding")
             var_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
-        var_images = pictures(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8, height=180,
+        var_images = pictures(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8,
                               elem_id="u-variations")
     with gr.Tab("Interpolation"):
         with gr.Row():
@@ -182,7 +182,7 @@ def build(engine: Engine) -> None:
             int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
             int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
         strip = pictures(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)",
-                         columns=MAX_POINTS, height=160, elem_id="u-strip")
+                         columns=MAX_POINTS, elem_id="u-strip")
 
     gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
     runs = [
