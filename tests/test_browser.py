@@ -74,6 +74,13 @@ SCREEN_PROBLEMS = """() => {
     if (img.offsetParent && img.complete && img.getAttribute('src') && img.naturalWidth === 0)
       out.push(`picture not shown: ${img.getAttribute('src').slice(0, 80)}`);
   }
+  for (const label of document.querySelectorAll('.role-legend-label text')) {  // a plot's legend, cut at its edge
+    const svg = label.closest('svg');
+    if (!svg || !label.getClientRects().length) continue;
+    const r = label.getBoundingClientRect(), box = svg.getBoundingClientRect();
+    if (box.width && (r.right > box.right + 1 || r.left < box.left - 1))
+      out.push(`legend label cut: "${label.textContent}"`);
+  }
   for (const el of document.querySelectorAll('.caption-label, figcaption')) {
     if (!el.offsetParent) continue;  // not shown (another tab)
     if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
@@ -364,7 +371,7 @@ def test_unclip_prompt_variations_and_interpolation(page, tmp_path):
     _wait_text(page, "#u-status", "done", 180_000)
     assert page.locator("#u-nearest img").count() == 6  # what the prior imagines, as real gallery pictures
     assert page.locator("#u-images img").count() == 4
-    _wait_text(page, "#u-gap", "image–image, others", 30_000)  # the plot's legend names each curve
+    _wait_text(page, "#u-gap-legend", "text–text", 30_000)  # the legend names each curve
     _screenshot(page, "unclip.png", tmp_path)
     page.get_by_role("tab", name="Image variations").click()
     page.locator("#u-picture input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))

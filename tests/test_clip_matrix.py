@@ -112,5 +112,5 @@ def test_heatmap_titles_are_drawn_whole_below_the_label_badge():
     assert bytes(font.getmask(shown)) != bytes(font.getmask("image \U0010fffd text"))
     thumbs = [Image.new("RGB", (8, 8), c) for c in ("red", "blue", "green")]
     img = np.asarray(render_heatmap(torch.eye(3), thumbs, ["a cat", "a dog", "a car"], "image → text: rows"))
-    assert (img[:28] == 255).all()  # nothing under the badge
-    assert (img[30:46] < 128).any()  # the title, just below it
+    assert (img[:38] == 255).all()  # nothing under the badge
+    assert (img[40:56] < 128).any()  # the title, just below it

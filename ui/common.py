@@ -198,6 +198,15 @@ def pictures(label: str | None = None, **kw) -> gr.Gallery:
     return gr.Gallery(label=label, object_fit="contain", **kw)
 
 
+def legend(colours: dict[str, str]) -> str:
+    """A plot's legend as HTML under it: a Gradio plot draws its legend on one line, cut at the plot's edge
+    when the series do not fit (six curves, or a phone's width); this one wraps. Give the plot the same
+    ``color_map`` and ``colors_in_legend=[]``."""
+    items = " ".join(f'<span style="white-space:nowrap;margin-right:1em"><span style="color:{c};font-weight:bold">'
+                     f'━━</span> {name}</span>' for name, c in colours.items())
+    return f'<div style="font-size:var(--text-sm);line-height:1.6">{items}</div>'
+
+
 # Page-wide CSS, passed to launch(): a gallery is as tall as its pictures (Gradio keeps 320 px at least, an
 # empty band under one row), and its captions wrap and are shown whole (Gradio cuts them to one line with
 # an ellipsis: "cos 0…").

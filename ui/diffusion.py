@@ -14,8 +14,8 @@ from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
-from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, model_handler,
-                       pictures, says_when_it_fails, seed_box, session_key, stop_button, throttled)
+from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, legend,
+                       model_handler, pictures, says_when_it_fails, seed_box, session_key, stop_button, throttled)
 
 LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (DDIM: ε̂ from the clipped x̂₀)"
 
@@ -37,6 +37,10 @@ def forward(image, t: int, schedule: str, T: int, seed: int = 0):
 
 
 DEFAULT_PROMPT = "a clock"  # the judge: 0.85 of its pictures are clocks (bench/reverse_default_eval.py)
+# The schedules' curves (forward_view.curves): linear dark, cosine light, one hue per quantity.
+CURVE_COLOURS = {"ᾱ_t (linear)": "#1f3b73", "signal √ᾱ_t (linear)": "#c05600", "noise √(1−ᾱ_t) (linear)": "#8b1e3f",
+                 "ᾱ_t (cosine)": "#7fa7dc", "signal √ᾱ_t (cosine)": "#f4a261", "noise √(1−ᾱ_t) (cosine)": "#e76f8d"}
+SNR_COLOURS = {"log10 SNR(t) (linear)": "#1f3b73", "log10 SNR(t) (cosine)": "#7fa7dc"}
 FWD_TIMES = (0, toy2d.T_TOY // 8, toy2d.T_TOY // 4, toy2d.T_TOY)  # the forward plot's diffusion times
 FWD_COLOURS = dict(zip((f"t = {t}" for t in FWD_TIMES), ("#1f3b73", "#3d6fb6", "#7fa7dc", "#c9d9ee")))
 
@@ -145,8 +149,12 @@ def build(engine: Engine) -> None:
     f_lin = pictures(label="linear schedule: x_t across t", columns=7, elem_id="f-lin")
     f_cos = pictures(label="cosine schedule: x_t across t", columns=7, elem_id="f-cos")
     with gr.Row():
-        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise")
-        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)")
+        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", elem_id="f-plot",
+                             color_map=CURVE_COLOURS, colors_in_legend=[])
+        gr.HTML(legend(CURVE_COLOURS))
+        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", elem_id="f-snr",
+                            color_map=SNR_COLOURS, colors_in_legend=[])
+        gr.HTML(legend(SNR_COLOURS))
     f_in, f_out = [f_image, f_t, f_sched, f_T], [f_xt, f_info, f_lin, f_cos, f_plot, f_snr]
     fwd = handler(forward)
     f_run.click(fwd, f_in, f_out, api_name="forward", preprocess=False)

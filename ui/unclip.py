@@ -8,7 +8,7 @@ import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
 from demo_core.engine import Engine
-from ui.common import (EXAMPLES, LATEX, file_path, model_handler, pictures, says_when_it_fails, seed_box,
+from ui.common import (EXAMPLES, LATEX, file_path, legend, model_handler, pictures, says_when_it_fails, seed_box,
                        serve_as_is, session_key, stop_button, throttled)
 
 EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
@@ -51,6 +51,9 @@ def _captioned(u: UnclipUpdate, prefix: str) -> list:
     labels = u.labels or [f"{prefix} {i + 1}" for i in range(len(u.images))]
     return [(im, f"{lab} · cos {c:.2f}") for im, lab, c in zip(u.images, labels, u.cos_to_source)]
 
+
+# The modality-gap plot's curves (unclip.modality_gap): what each cosine compares.
+GAP_COLOURS = {"text–image pair": "#1f77b4", "same image": "#ff7f0e", "image–image": "#d62728", "text–text": "#2ca02c"}
 
 def build(engine: Engine) -> None:
     def stream(updates, what: str, prefix: str, plot_name: str, extra=lambda u: ()):
@@ -118,11 +121,13 @@ def build(engine: Engine) -> None:
         return
     serve_as_is(engine.search.thumbnail_folder)
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=1):
             gr.Markdown("### unCLIP: text → prior → image embedding → decoder\n" + UNCLIP_FORMULA, latex_delimiters=LATEX)
-        with gr.Column(scale=2):
+        with gr.Column(scale=1):
             gap = gr.LinePlot(x="cosine", y="share", color="pairs", label="Why a prior: the modality gap. "
-                              "Cosines on the gallery's (image, caption) pairs", elem_id="u-gap")
+                              "Cosines on the gallery's (image, caption) pairs", elem_id="u-gap",
+                              color_map=GAP_COLOURS, colors_in_legend=[])
+            gr.HTML(legend(GAP_COLOURS), elem_id="u-gap-legend")
     with gr.Row():
         w = gr.Slider(0, 10, value=3, step=0.5, label="Decoder guidance w", scale=1)
         steps = gr.Slider(5, 200, value=50, step=5, label="DDIM steps", scale=1)

@@ -284,7 +284,7 @@ def render_heatmap(values: torch.Tensor, images: Sequence, captions: Sequence[st
     hi = float(values.max()) if hi is None else hi
     font = label_font(13)
     small = label_font(11 if B <= 10 else 9)
-    band = 30  # blank band on top: the UI's label badge sits over it, not over the title
+    band = 40  # blank band on top: the UI's label badge sits over it (the picture is shown scaled down)
     top, left = band + 150, cell + 8
     W, H = left + B * cell + 90, top + B * cell + 4  # right margin: the last rotated caption
     canvas = Image.new("RGB", (W, H + 22), "white")
