@@ -303,7 +303,7 @@ def test_how_clip_learns_tab_with_my_own_images_and_captions(page):
     page.get_by_text("My images and captions").click()
     page.locator("#m-files input[type=file]").set_input_files(
         [str(EXAMPLES / f) for f in ("cat.png", "dog.png", "automobile.png")])
-    page.wait_for_function("document.querySelector('#m-source input[value=\"my images\"]').checked", timeout=30_000)
+    page.wait_for_function("document.querySelector('#m-source input[value=\"my images\"]')?.checked", timeout=30_000)
     page.locator("#m-caps textarea").fill("a cat\na dog\na car")
     page.locator("#m-run").click()
     summary = _wait_text(page, "#m-summary", "B = 3", 60_000)
