@@ -162,6 +162,7 @@ DDIM takes a shorter, deterministic path ($\eta = 0$) through the same $\hat x_0
 With the **text-conditional** model (the default) $\hat\epsilon$ is classifier-free guided toward the prompt's
 mini-CLIP embedding $c$: $\hat\epsilon = \epsilon_\theta(x_t, t, \varnothing) + w\,\big(\epsilon_\theta(x_t, t, c) -
 \epsilon_\theta(x_t, t, \varnothing)\big)$ (GLIDE); the unconditional models have no prompt.
+$x_T \sim \mathcal N(0, I)$, with each image's colour mean removed for the bundled emoji models: trained on drawings on white, they carry the noise's colour cast into the picture (one seed's muddy image).
 """
 
 CLIP_PSEUDOCODE = """I_e = l2_normalize(I_f, axis=1)          # image embeddings (B, D)
@@ -182,6 +183,7 @@ $$\hat\epsilon = \epsilon_\theta(x_t,\varnothing) + w\,\big(\epsilon_\theta(x_t,
 $w = 0$ is the unconditional model, $w = 1$ the conditional one, $w > 1$ pushes past it: the samples follow
 the prompt more and vary less. (This is GLIDE's and diffusers' $w$; Ho & Salimans write $1 + w$ for it.)
 A negative prompt takes the place of $\varnothing$.
+$x_T \sim \mathcal N(0, I)$, with each image's colour mean removed for the bundled emoji models: trained on drawings on white, they carry the noise's colour cast into the picture (one seed's muddy image).
 **CLIP guidance**: the unconditional model, steered by the gradient of a CLIP score,
 $$\hat\mu = \mu_\theta(x_t) + s\,\Sigma_\theta\,\nabla_{x_t}\big(f(x_t, t)\cdot g(c)\big)$$
 where $f$ is a CLIP image tower trained on *noisy* images (a plain CLIP cannot read $x_t$: see the plot) and

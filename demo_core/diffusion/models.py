@@ -35,8 +35,13 @@ class DdpmModel:
     device: DeviceChoice
 
     @property
+    def bundled(self) -> bool:
+        """One of the project's emoji models (x_T's colour mean is removed for them: ``initial_noise``)."""
+        return self.spec in BUNDLED_DDPMS
+
+    @property
     def display(self) -> str:
-        return f"{self.spec} (bundled)" if self.spec in BUNDLED_DDPMS else self.spec
+        return f"{self.spec} (bundled)" if self.bundled else self.spec
 
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """ε̂(x_t, t) with the slides' t (1..T); diffusers' UNets count k = t − 1."""

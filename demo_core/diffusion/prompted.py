@@ -31,6 +31,7 @@ class PromptedDdpm:
     scale: float  # w: 0 = unconditional, 1 = conditional, > 1 guided
     spec: str = TEXT_DDPM
     channels: int = 3
+    bundled: bool = True  # x_T with its colour mean removed, as Text to image draws it
 
     @property
     def T(self) -> int:

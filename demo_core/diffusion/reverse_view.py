@@ -58,7 +58,7 @@ def run_reverse(model: DdpmModel, sampler: SamplerName, *, seed: int = 0, n: int
     """
     s = Schedule.make(model.schedule, model.T)
     shape = (n, model.channels, model.sample_size, model.sample_size)
-    x_T = initial_noise(shape, torch.Generator().manual_seed(seed))
+    x_T = initial_noise(shape, torch.Generator().manual_seed(seed), remove_colour_mean=model.bundled)
     g = torch.Generator().manual_seed(seed + 1)
     steps = (ddpm_sampler(model.eps, s, x_T, g, clip_x0=clip_x0) if sampler == "DDPM"
              else ddim_sampler(model.eps, s, x_T, g, steps=ddim_steps, eta=eta, clip_x0=clip_x0))

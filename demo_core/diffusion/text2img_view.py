@@ -31,7 +31,7 @@ from ..registry import ASSETS
 from ..runs import ModelService
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
-from .samplers import until_stopped
+from .samplers import initial_noise, until_stopped
 from .text2img import GuidedStep, guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -180,11 +180,11 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     neg = clip.encode_texts([negative])[0].to(dev) if negative and method == "cfg" else None
     size = models.image_size
     if sweep:  # every scale from one x_T
-        noise = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+        noise = initial_noise((1, 3, size, size), torch.Generator().manual_seed(seed), remove_colour_mean=True)
         x_T = noise.expand(len(SWEEP_SCALES), -1, -1, -1).contiguous().to(dev)
         w = torch.tensor(SWEEP_SCALES) * (scale if method == "clip" else 1.0)  # CLIP: multiples of the scale
     else:
-        x_T = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dev)
+        x_T = initial_noise((n, 3, size, size), torch.Generator().manual_seed(seed), remove_colour_mean=True).to(dev)
         w = scale
     g = torch.Generator(device=dev).manual_seed(seed + 1)
     total = models.schedule.T if sampler == "DDPM" else steps

@@ -36,7 +36,7 @@ from ..runs import ModelService
 from .conditional import TextCondUNet, load_cond_model
 from .ddpm import Schedule
 from .prior import DiffusionPrior, load_prior, slerp
-from .samplers import until_stopped
+from .samplers import initial_noise, until_stopped
 from .text2img import guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -154,8 +154,8 @@ def _noise(models: UnclipModels, n: int, seed: int, shared: bool = False) -> tor
     size = models.image_size
     g = torch.Generator().manual_seed(seed)
     if shared:  # one x_T for every image: only the embedding differs
-        return torch.randn(1, 3, size, size, generator=g).expand(n, -1, -1, -1).contiguous()
-    return torch.randn(n, 3, size, size, generator=g)
+        return initial_noise((1, 3, size, size), g, remove_colour_mean=True).expand(n, -1, -1, -1).contiguous()
+    return initial_noise((n, 3, size, size), g, remove_colour_mean=True)  # the decoder is an emoji model too
 
 
 def run_unclip(models: UnclipModels, prompt: str, *, n: int = 4, seed: int = 0, scale: float = 3.0,
