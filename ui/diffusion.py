@@ -149,12 +149,14 @@ def build(engine: Engine) -> None:
     f_lin = pictures(label="linear schedule: x_t across t", columns=7, elem_id="f-lin")
     f_cos = pictures(label="cosine schedule: x_t across t", columns=7, elem_id="f-cos")
     with gr.Row():
-        f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", elem_id="f-plot",
-                             color_map=CURVE_COLOURS, colors_in_legend=[])
-        gr.HTML(legend(CURVE_COLOURS))
-        f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", elem_id="f-snr",
-                            color_map=SNR_COLOURS, colors_in_legend=[])
-        gr.HTML(legend(SNR_COLOURS))
+        with gr.Column():  # each plot with its legend under it
+            f_plot = gr.LinePlot(x="t", y="value", color="curve", label="ᾱ_t, signal and noise", elem_id="f-plot",
+                                 color_map=CURVE_COLOURS, colors_in_legend=[])
+            gr.HTML(legend(CURVE_COLOURS))
+        with gr.Column():
+            f_snr = gr.LinePlot(x="t", y="value", color="curve", label="log10 SNR(t)", elem_id="f-snr",
+                                color_map=SNR_COLOURS, colors_in_legend=[])
+            gr.HTML(legend(SNR_COLOURS))
     f_in, f_out = [f_image, f_t, f_sched, f_T], [f_xt, f_info, f_lin, f_cos, f_plot, f_snr]
     fwd = handler(forward)
     f_run.click(fwd, f_in, f_out, api_name="forward", preprocess=False)
