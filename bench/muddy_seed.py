@@ -29,6 +29,9 @@ from demo_core.registry import ASSETS  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS  # noqa: E402
 from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from _report import report  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,12 +63,7 @@ def main() -> int:
     finally:
         engine.close()
     mean = {v: round(sum(r[v] for r in rows) / len(rows), 3) for v in ("as drawn", "colour mean removed")}
-    out = {"setting": "w = 3, DDIM-50, x0 clipped, 4 images a seed", "seeds": args.seeds, "mean": mean,
-           "seconds": round(time.time() - t0), "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    report(rows, args.out, setting="w = 3, DDIM-50, x0 clipped, 4 images a seed", seeds=args.seeds, mean=mean, seconds=round(time.time() - t0))
     return 0
 
 

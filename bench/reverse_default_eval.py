@@ -27,6 +27,9 @@ from demo_core.engine import Engine  # noqa: E402
 from demo_core.registry import ASSETS  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS  # noqa: E402
 from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from _report import report  # noqa: E402
 from ui.diffusion import DEFAULT_PROMPT  # noqa: E402
 
 
@@ -60,12 +63,7 @@ def main() -> int:
             print(json.dumps(rows[-1]), flush=True)
     finally:
         engine.close()
-    out = {"setting": "DDIM-50, x0 clipped, w = 3, 4 images a seed", "seeds": args.seeds,
-           "seconds": round(time.time() - t0), "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    report(rows, args.out, setting="DDIM-50, x0 clipped, w = 3, 4 images a seed", seeds=args.seeds, seconds=round(time.time() - t0))
     return 0
 
 
