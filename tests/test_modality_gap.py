@@ -21,7 +21,7 @@ from modality_gap import ModalityGap  # noqa: E402
 @pytest.fixture(scope="module")
 def gap():
     g = ModalityGap(dim=256, concepts=1000)
-    x, _ = g.images(30_000, seed=1)
+    x, _ = g.images(20_000, seed=1)
     return g, np.arange(len(x), dtype=np.int64) * 2 + 1, x
 
 

@@ -189,7 +189,7 @@ def _colour_pngs(folder, n, seed):
 
 
 def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip_folder, tmp_path, monkeypatch):
-    """index_builder adds 120 images in 8-image transactions in a second process while searches run in a loop:
+    """index_builder adds 80 images in 8-image transactions in a second process while searches run in a loop:
     every answer is one complete generation (the old files exactly, or the new set exactly), and the first
     search after the build ends finds the new images, without a restart."""
     import os
@@ -212,7 +212,7 @@ def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip
 
         old = answer()
         assert len(old) == 6 and served.stats()["generation"] == 1
-        _colour_pngs(photos, 120, seed=1)
+        _colour_pngs(photos, 80, seed=1)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen([sys.executable, str(ROOT / "index_builder"), str(photos), "--out", str(out),
                                  "--model", spec, "--batch-size", "8", "--workers", "1"],
@@ -222,19 +222,19 @@ def test_a_rebuild_while_the_app_runs_is_seen_whole_by_the_next_search(tiny_clip
         while proc.poll() is None:
             rows = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
             answers.append(answer())
-            mid_build += 6 < rows < 126  # the database held part of the new rows when this search ran
+            mid_build += 6 < rows < 86  # the database held part of the new rows when this search ran
             time.sleep(0.01)
         assert proc.wait() == 0, proc.stderr.read()
         new = answer()
-        assert len(new) == 126 and old < new  # seen by the first search after the build, no restart
+        assert len(new) == 86 and old < new  # seen by the first search after the build, no restart
         assert mid_build >= 3, "the build finished before searches could run during it"
         assert all(a in (old, new) for a in answers), sorted({len(a) for a in answers})
         stats = served.stats()
-        assert stats["generation"] > 1 and stats["built"] and stats["count"] == 126
+        assert stats["generation"] > 1 and stats["built"] and stats["count"] == 86
         from ui.status import index_summary
 
         line = index_summary(engine, str(out))  # the Search summary and the Status panel
-        assert "**126** images" in line and f"generation {stats['generation']}, built 20" in line
+        assert "**86** images" in line and f"generation {stats['generation']}, built 20" in line
         _, found = engine.search.text("a cat", str(out), 48)  # and Search shows them
         assert len(found) == 48 and any(f.name.startswith("new-") for f in found)
     finally:
