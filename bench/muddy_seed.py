@@ -12,7 +12,6 @@ per channel).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,22 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from demo_core.diffusion.text2img import guided_sampler  # noqa: E402
-from demo_core.engine import Engine  # noqa: E402
-from demo_core.registry import ASSETS  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS  # noqa: E402
-from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
+from demo_core.training.judge import judge_groups  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from _judged import judged_setup  # noqa: E402
 from _report import report  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    judge = load_judge(ASSETS / "models" / "emoji-judge")
-    engine = Engine("mini-clip", "cpu")
+    args, judge, engine = judged_setup(__doc__)
     models = engine._text2img.models()
     t0, rows = time.time(), []
     try:

@@ -10,7 +10,6 @@ never guided anything) puts in the prompt's group. It is how the default prompt 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,12 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from demo_core.diffusion.prompted import TEXT_DDPM  # noqa: E402
-from demo_core.engine import Engine  # noqa: E402
-from demo_core.registry import ASSETS  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS  # noqa: E402
-from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
+from demo_core.training.judge import judge_groups  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from _judged import judged_setup  # noqa: E402
 from _report import report  # noqa: E402
 from ui.diffusion import DEFAULT_PROMPT  # noqa: E402
 
@@ -42,13 +40,10 @@ def final_images(update, n: int) -> torch.Tensor:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    judge = load_judge(ASSETS / "models" / "emoji-judge")
-    engine = Engine("mini-clip", "cpu")
-    prompts = {"cat (default)": DEFAULT_PROMPT, **{g: p for g, p in GROUP_PROMPTS.items()}}
+    args, judge, engine = judged_setup(__doc__)
+    if DEFAULT_PROMPT not in GROUP_PROMPTS.values():
+        raise SystemExit(f"the default prompt {DEFAULT_PROMPT!r} is not one of the judge's group prompts")
+    prompts = {f"{g} (default)" if p == DEFAULT_PROMPT else g: p for g, p in GROUP_PROMPTS.items()}
     rows, t0 = [], time.time()
     try:
         for label, prompt in prompts.items():

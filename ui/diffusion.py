@@ -122,8 +122,7 @@ def build(engine: Engine) -> None:
         """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed). The default
         model is the text-conditional one, guided toward `prompt`; the unconditional ones ignore it."""
         model_name = model_name or (engine.reverse.models() or [""])[0]
-        model = engine.reverse.model(model_name, prompt, scale)
-        note = hub_note(model) if model_name != TEXT_DDPM else None
+        note = hub_note(engine.reverse.ddpm(model_name)) if model_name != TEXT_DDPM else None  # the run encodes the prompt
         if note:
             gr.Info(note)
         for u in throttled(engine.reverse.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,
