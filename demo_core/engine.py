@@ -28,7 +28,7 @@ from .clip.model import ClipModel
 from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, available_ddpms
 from .diffusion.reverse_service import MAX_REVERSE_IMAGES, SAMPLERS, ReverseService  # noqa: F401  (the UI's)
-from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
+from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, BUNDLED_UPSAMPLER, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
@@ -62,7 +62,7 @@ class Engine:
     def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
                  *, background: bool = False, text2img_model: str | Path = BUNDLED_TEXT2IMG,
                  noised_clip: str | Path = BUNDLED_NOISED_CLIP, unclip_prior: str | Path = BUNDLED_PRIOR,
-                 unclip_decoder: str | Path = BUNDLED_DECODER):
+                 unclip_decoder: str | Path = BUNDLED_DECODER, upsampler: str | Path = BUNDLED_UPSAMPLER):
         """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
         the models once: in a background thread when `background` (the UI comes up at once and
         shows progress), else before returning (raising ModelUnavailable if the CLIP fails)."""
@@ -78,7 +78,7 @@ class Engine:
         self._closing = threading.Event()
         self._loader: threading.Thread | None = None
         self._files = KeptFiles()
-        self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip)
+        self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip, upsampler)
         self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder)
         self.search = SearchService(indexes, lambda: self.clip, self._ready, self._closing,
                                     self._files.folder / "thumbnails")
@@ -172,6 +172,16 @@ class Engine:
     @property
     def loaded_text2img(self) -> Text2ImgModels | None:
         return self._text2img.loaded
+
+    @property
+    def text2img_upsamples(self) -> bool:
+        """Whether an upsampler (the cascade's second stage) is installed for text to image."""
+        return (self._text2img.upsampler_path / "upsampler_config.json").exists()
+
+    @property
+    def text2img_reads_tokens(self) -> bool:
+        """Whether the text-to-image model also cross-attends to the prompt's tokens (it has attention maps)."""
+        return self._text2img.reads_tokens()
 
     def unclip(self, prompt: str, *, stop_key: str | None = None, **settings) -> Iterator[UnclipUpdate]:
         """Stream text → prior → decoder (``run_unclip``), with the real gallery images nearest the prior's output."""

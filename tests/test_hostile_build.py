@@ -90,6 +90,7 @@ def test_cli_over_the_hostile_corpus(tmp_path):
     print(f"hostile corpus: {len(corpus.good)} good, {len(corpus.bad)} bad files, CLI {seconds:.1f} s")
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_a_second_builder_on_the_same_folder_is_refused_with_the_pid(tmp_path, bundled_clip):
     """Defect 5: two builders on one --out used to collide (an IntegrityError traceback, wrong counts)."""
     out = tmp_path / "idx"

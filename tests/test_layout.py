@@ -53,6 +53,7 @@ def test_runtime_code_does_not_import_training_modules(path):
     assert not {n for n in imports(path) if is_training(n)}
 
 
+@pytest.mark.slow  # imports the whole app in a fresh interpreter
 def test_importing_the_app_loads_no_training_module():
     code = ("import sys, app, demo_core.engine, demo_core.clip.matrix; "
             "print(sorted(m for m in sys.modules if m.startswith('demo_core.training')))")

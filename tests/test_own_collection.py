@@ -155,6 +155,7 @@ def _one_error_line(done) -> None:
     assert len([ln for ln in done.stderr.splitlines() if ln.startswith("error:")]) == 1, done.stderr
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_index_builder_with_a_damaged_model_folder_exits_2_in_one_line(tmp_path, tiny_clip_folder):
     model = tmp_path / "model"
     model.mkdir()

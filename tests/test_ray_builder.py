@@ -35,6 +35,7 @@ def test_actors_take_fractional_cpus_and_leave_room_for_ray_data():
     assert sizing(2, None, local=True)[0] == 1 and sizing(2, 8, local=True)[0] == 8
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path):
     code = ("import sys, runpy; sys.modules['ray'] = None; sys.modules['ray.data'] = None; "
             f"sys.argv = ['index_builder', {str(EXAMPLES)!r}, '--out', {str(tmp_path / 'idx')!r}, '--engine', 'ray']; "
@@ -45,6 +46,7 @@ def test_without_ray_the_cli_says_how_to_install_it(tmp_path):
         "error: the Ray engine needs Ray Data: .venv/bin/pip install -r requirements-scale.txt"]
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_an_address_where_no_cluster_answers_is_one_error_line(tmp_path):
     if not ray_available():
         pytest.skip("ray[data] is not installed")

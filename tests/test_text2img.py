@@ -224,10 +224,11 @@ def test_the_inspect_slider_re_renders_a_finished_runs_step_without_sampling_aga
         assert len(first.kept) == INSPECT_POSITIONS - 1  # 20 steps: the 21 stops fall on 20 distinct steps
         assert all(s.x_t.shape[0] == 1 and s.x_t.device.type == "cpu" for s in first.kept.values())
         *_, again = engine.text2img("a heart", steps=20, n=2, inspect=0.8)
-        shown = pieces_at(first.kept, 0.8)
+        shown, attention = pieces_at(first.kept, 0.8)
+        assert attention == [] and first.attention == []  # a pooled-only model has no cross-attention
         assert [c for _, c in shown] == [c for _, c in again.pieces] and shown[0][1].startswith("x_t (t = ")
         assert all(np.array_equal(np.asarray(a), np.asarray(b)) for (a, _), (b, _) in zip(shown, again.pieces))
-        assert [c for _, c in pieces_at(first.kept, 0.3)] == [c for _, c in first.pieces]
+        assert [c for _, c in pieces_at(first.kept, 0.3)[0]] == [c for _, c in first.pieces]
     finally:
         engine.close()
 

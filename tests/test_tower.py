@@ -113,6 +113,7 @@ def test_a_tower_that_disagrees_on_the_folder_is_not_used(bundled_clip, tmp_path
     assert report.tower_note.endswith("under 1.5 / 0.9: embedded with fp32 instead")
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_the_cli_refuses_a_tower_the_model_cannot_use_in_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "index_builder"), str(EXAMPLES), "--out", str(tmp_path / "idx"),
@@ -142,6 +143,7 @@ def test_auto_leaves_small_builds_on_fp32_without_measuring(bundled_clip, tmp_pa
     assert report.tower == "fp32" and report.tower_note == "" and report.indexed > 0
 
 
+@pytest.mark.slow  # a subprocess CLI run (the fast set keeps test_cli_over_the_hostile_corpus for the wiring)
 def test_without_onnx_runtime_the_cli_says_how_to_install_it(tmp_path):
     code = ("import sys, runpy; sys.modules['onnxruntime'] = None; "
             f"sys.argv = ['index_builder', {str(EXAMPLES)!r}, '--out', {str(tmp_path / 'idx')!r}, '--tower', 'onnx-int8']; "

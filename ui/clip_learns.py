@@ -99,7 +99,7 @@ def build(engine: Engine) -> None:
                 "(AdamW, 32×32 images). Every training batch holds the pairs shown above plus random others, "
                 "so you can watch their matrix turn diagonal while the loss falls.")
     with gr.Row():
-        m_steps = gr.Slider(50, matrix.MAX_LIVE_STEPS, value=300, step=50, label="Training steps")
+        m_steps = gr.Slider(50, matrix.MAX_LIVE_STEPS, value=300, step=50, label="Training steps", elem_id="m-steps")
         m_train = gr.Button("Train a tiny CLIP", variant="primary", elem_id="m-train")
     m_status = gr.Markdown(elem_id="m-status")
     with gr.Row():

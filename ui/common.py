@@ -178,6 +178,10 @@ TEXT2IMG_FORMULA = r"""
 **Text conditioning** (GLIDE): the prompt's mini-CLIP text embedding $g(c)$ goes in place of a class
 embedding: a learned projection of it is added to the UNet's time embedding. Training replaces it with the
 null condition $\varnothing$ (zeros) 15% of the time, so one model is both conditional and unconditional.
+**Token conditioning** (GLIDE's second path, in models that have it): the text tower's last-layer token
+features $h_1 \dots h_K$ are projected to the keys and values of each attention layer, and every pixel attends
+over them, $\mathrm{softmax}(QK^\top/\sqrt{d})\,V$: the maps under the pieces show which word each pixel read.
+$\varnothing$ covers both paths (a zero embedding and one zero token).
 **Classifier-free guidance**: run the model with and without the prompt and amplify the difference,
 $$\hat\epsilon = \epsilon_\theta(x_t,\varnothing) + w\,\big(\epsilon_\theta(x_t,c) - \epsilon_\theta(x_t,\varnothing)\big)$$
 $w = 0$ is the unconditional model, $w = 1$ the conditional one, $w > 1$ pushes past it: the samples follow
@@ -188,6 +192,10 @@ $x_T \sim \mathcal N(0, I)$, with each image's colour mean removed for the bundl
 $$\hat\mu = \mu_\theta(x_t) + s\,\Sigma_\theta\,\nabla_{x_t}\big(f(x_t, t)\cdot g(c)\big)$$
 where $f$ is a CLIP image tower trained on *noisy* images (a plain CLIP cannot read $x_t$: see the plot) and
 $g$ the text tower. DDIM has no $\Sigma$: there $\hat\epsilon \leftarrow \hat\epsilon - s\sqrt{1-\bar\alpha_t}\,\nabla$.
+**The cascade** (GLIDE, unCLIP; when an upsampler is installed): a second diffusion model draws the 64×64 picture
+$\epsilon_\theta(x_t, t, z_s, s)$ given the 32×32 sample, enlarged and stacked onto $x_t$ as three more channels.
+The sample is first noised by the forward process, $z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$
+with $s = 100$, as in training ($s \le 250$), so the upsampler redraws what the base model blurred instead of copying it.
 """
 
 

@@ -14,7 +14,7 @@ from ui.common import (LATEX, TEXT2IMG_FORMULA, handler, model_handler, pictures
 
 
 def _status(u: Text2ImgUpdate) -> str:
-    line = f"t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
+    line = (f"{u.stage}: " if u.stage else "") + f"t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
     if u.final:
         line = ("⏹ stopped, what was made is kept · " if u.stopped else "✅ done · ") + line
     return line
@@ -42,17 +42,20 @@ def _scale_for(method: str):
 def build(engine: Engine) -> None:
     def text2img(prompt: str, negative: str = "", method: str = "classifier-free guidance", scale: float = 3.0,
                  sampler: str = "DDIM", steps: int = 50, seed: int = 0, n: int = 4, inspect: float = 0.3,
-                 request: gr.Request = None):
-        """Generate images from a prompt, streaming x_t and x̂₀; the first output is the list of images."""
+                 upsample: bool = True, request: gr.Request = None):
+        """Generate images from a prompt, streaming x_t and x̂₀; the first output is the list of images (with the
+        upsampler on: each 32×32 base sample beside its 64×64 upsampled one)."""
         for u in throttled(engine.text2img(prompt, negative=negative, method=METHODS.get(method, method),
                                            scale=scale, sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
-                                           stop_key=session_key(request))):
-            yield ([(im, f"image {i + 1}") for i, im in enumerate(u.images)] if u.final else gr.skip(),
-                   u.x_t, u.x0_hat, u.pieces, _scores(u), _status(u), u.kept if u.final else gr.skip())
+                                           upsample=bool(upsample), stop_key=session_key(request))):
+            yield (list(zip(u.images, u.captions)) if u.final else gr.skip(),
+                   u.x_t, u.x0_hat, u.pieces, u.attention, _scores(u), _status(u), u.kept if u.final else gr.skip())
 
     def reinspect(inspect: float, kept: dict):
-        """The inspect slider on a finished run: its pieces at that step, from what the run kept."""
-        return pieces_at(kept, inspect) if kept else gr.skip()
+        """The inspect slider on a finished run: its pieces and attention maps at that step, from what it kept."""
+        if not kept:
+            return gr.skip(), gr.skip()
+        return pieces_at(kept, inspect)
 
     def sweep(prompt: str, method: str = "classifier-free guidance", scale: float = 3.0, sampler: str = "DDIM",
               steps: int = 50, seed: int = 0, request: gr.Request = None):
@@ -87,6 +90,9 @@ def build(engine: Engine) -> None:
         seed = seed_box(scale=1)
         n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
         inspect = gr.Slider(0, 1, value=0.3, step=0.05, label="Inspect the step at (0 = first, 1 = last)", scale=1)
+    upsample = gr.Checkbox(True, label="Upsample to 64×64: the cascade's second stage, a diffusion model conditioned on "
+                           "the 32×32 sample (noised to level s = 100 of 1000)", visible=engine.text2img_upsamples,
+                           elem_id="t2i-upsample")
     with gr.Row():
         run = gr.Button("Generate", variant="primary", elem_id="t2i-run")
         run_sweep = gr.Button("Guidance sweep (0, 1, 2, 3, 5, 8)", elem_id="t2i-sweep")
@@ -98,15 +104,19 @@ def build(engine: Engine) -> None:
     images = pictures(label="Generated images", columns=8, elem_id="t2i-images")
     pieces = pictures(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
                       elem_id="t2i-pieces")
+    attention = pictures(label="Cross-attention at the inspected step: which word of the prompt looked where "
+                         "(image 1; each map scaled to its own maximum)", columns=8, visible=engine.text2img_reads_tokens,
+                         elem_id="t2i-attention")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, elem_id="t2i-swept")
     method.change(handler(_scale_for), method, scale, api_visibility="private")
     kept = gr.State({})  # the last run's inspectable steps (image 1), so the slider needs no new run
     generated = run.click(model_handler(text2img, duration=120),
-                          [prompt, negative, method, scale, sampler, steps, seed, n, inspect],
-                          [images, x_t, x0, pieces, scores, status, kept], api_name="text2img")
-    inspect.release(handler(reinspect), [inspect, kept], pieces, api_visibility="private", show_progress="hidden")
+                          [prompt, negative, method, scale, sampler, steps, seed, n, inspect, upsample],
+                          [images, x_t, x0, pieces, attention, scores, status, kept], api_name="text2img")
+    inspect.release(handler(reinspect), [inspect, kept], [pieces, attention], api_visibility="private",
+                    show_progress="hidden")
     swept_run = run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
                                 [swept, x_t, status], api_name="text2img_sweep")
     for event in (generated, swept_run):

@@ -32,6 +32,7 @@ class CondConfig:
     prediction: str = "epsilon"
     null: str = "zeros"  # the unconditional input: e = 0
     condition: str = "text"  # what e embeds: a caption ("text", GLIDE) or an image ("image", unCLIP's decoder)
+    token_width: int = 0  # > 0: the UNet also cross-attends to the caption's tokens of this width (``cross_attention``)
 
 
 class TextCondUNet(nn.Module):
@@ -58,6 +59,23 @@ class TextCondUNet(nn.Module):
         """x_t (B, 3, H, W), diffusers timestep k = t − 1 (B,), e (B, D) text embedding or zeros -> ε̂."""
         c = self.cond_proj(e * math.sqrt(self.cfg.embed_dim))  # (B, temb)
         return self.unet(x_t, k, class_labels=c).sample
+
+
+def batch_cond(cond, batch: int, device=None, dtype=torch.float32):
+    """A condition (a (D,) or (B, D) embedding, or a ``TokenCond``) for a batch of `batch` images."""
+    if torch.is_tensor(cond):
+        return cond.to(device, dtype).expand(batch, -1)
+    return cond.batch(batch, device, dtype)
+
+
+def cat_cond(a, b):
+    """Two batches of conditions as one (CFG's ∅ and c in one call)."""
+    return torch.cat([a, b]) if torch.is_tensor(a) else a.cat(b)
+
+
+def pooled_of(cond) -> torch.Tensor:
+    """The pooled (B, D) embedding of a condition (what CLIP guidance scores against)."""
+    return cond if torch.is_tensor(cond) else cond.pooled
 
 
 def build_unet(block_out_channels: tuple[int, ...], image_size: int = 32) -> nn.Module:
@@ -91,13 +109,17 @@ def save_cond_model(model: TextCondUNet, out: str | Path, meta: dict | None = No
 
 
 def load_cond_model(path: str | Path, device="cpu", dtype=torch.float32) -> TextCondUNet:
-    """Load a folder written by ``save_cond_model``."""
-    from diffusers import UNet2DModel
+    """Load a folder written by ``save_cond_model`` (a ``TokenCondUNet`` when it reads tokens)."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
     from safetensors.torch import load_file
+
+    from .cross_attention import TokenCondUNet
 
     path = Path(path)
     cfg = CondConfig(**json.loads((path / "cond_config.json").read_text()))
-    unet = UNet2DModel.from_pretrained(path / "unet")
-    model = TextCondUNet(unet, cfg)
+    if cfg.token_width:
+        model = TokenCondUNet(UNet2DConditionModel.from_pretrained(path / "unet"), cfg)
+    else:
+        model = TextCondUNet(UNet2DModel.from_pretrained(path / "unet"), cfg)
     model.cond_proj.load_state_dict(load_file(str(path / "cond_proj.safetensors")))
     return model.to(device, dtype).eval()

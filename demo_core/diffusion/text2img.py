@@ -15,7 +15,8 @@ from typing import Iterator, Literal
 
 import torch
 
-from .conditional import TextCondUNet
+from .conditional import TextCondUNet, batch_cond, cat_cond, pooled_of
+from .cross_attention import TokenCondUNet
 from .ddpm import Schedule
 from .guidance import cfg_eps, clip_guided_eps, clip_guided_mean, clip_score_grad
 from .samplers import Prediction, Predictor, run_sampler
@@ -38,6 +39,8 @@ class GuidedStep:
     grad: torch.Tensor | None = None  # ∇_{x_t} f(x_t, t)·g(c)   (CLIP guidance)
     clip_score: torch.Tensor | None = None  # (B,) f(x_t, t)·g(c)
     eps_guided: bool = True  # False for DDPM with CLIP guidance: the guidance shifts the mean μ, so ε̂ is the model's
+    attention: torch.Tensor | None = None  # (B, L, S, S) cross-attention of ε̂(x_t, c) to the prompt's tokens
+    words: tuple[str, ...] = ()  # the prompt's tokens as text, naming `attention`'s rows (set by the view)
 
 
 def _per_sample(scale: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor | float:
@@ -64,20 +67,27 @@ def guided_predictor(model: TextCondUNet, s: Schedule, batch: int, *, method: Me
     if method == "clip" and noised_clip is None:
         raise ValueError("CLIP guidance needs the noised CLIP image tower.")
     null = model.null(batch, device=device, dtype=dtype)
-    c = cond.to(device, dtype).expand(batch, -1) if cond is not None else null
-    uncond = negative.to(device, dtype).expand(batch, -1) if negative is not None else null
+    c = batch_cond(cond, batch, device, dtype) if cond is not None else null
+    uncond = batch_cond(negative, batch, device, dtype) if negative is not None else null
+    tokens = isinstance(model, TokenCondUNet)
 
     def predict(x: torch.Tensor, t: int) -> Prediction:
         w = _per_sample(scale, batch, x)
         k = torch.full((batch,), t - 1, device=x.device, dtype=torch.long)
         with torch.inference_mode():
             if method == "cfg":
-                eps_u, eps_c = model(torch.cat([x, x]), torch.cat([k, k]), torch.cat([uncond, c])).chunk(2)
-                return Prediction(cfg_eps(eps_u, eps_c, w), pieces=dict(eps_uncond=eps_u, eps_cond=eps_c))
+                args = (torch.cat([x, x]), torch.cat([k, k]), cat_cond(uncond, c))
+                if tokens:  # which word each pixel looked at, in the conditional half
+                    both, maps = model.attention_maps(model, *args)
+                    pieces = dict(attention=maps[batch:])
+                else:
+                    both, pieces = model(*args), {}
+                eps_u, eps_c = both.chunk(2)
+                return Prediction(cfg_eps(eps_u, eps_c, w), pieces=dict(eps_uncond=eps_u, eps_cond=eps_c, **pieces))
             eps = model(x, k, null)
         if method == "none":
             return Prediction(eps)
-        grad, score = clip_score_grad(noised_clip, x, t, c)
+        grad, score = clip_score_grad(noised_clip, x, t, pooled_of(c))
         pieces = dict(grad=grad, clip_score=score)
         if sampler == "ddpm":
             return Prediction(eps, mean_shift=lambda var: clip_guided_mean(0.0, var, grad, w),
@@ -100,8 +110,9 @@ def guided_sampler(model: TextCondUNet, s: Schedule, x_T: torch.Tensor, generato
         method: "none" (the unconditional model, e = ∅), "cfg" (classifier-free guidance with the
             text), "clip" (the unconditional model steered by ``noised_clip``'s gradient).
         scale: w for CFG (0 = unconditional, 1 = conditional), s for CLIP guidance; float or (B,).
-        cond: (D,) or (B, D) unit text embedding of the prompt (needed by "cfg" and "clip").
-        negative: (D,) or (B, D) embedding that replaces ∅ in CFG (a negative prompt).
+        cond: (D,) or (B, D) unit text embedding of the prompt (needed by "cfg" and "clip"), or its
+            ``TokenCond`` for a model that also reads the tokens.
+        negative: the same for a prompt that replaces ∅ in CFG (a negative prompt).
         sampler: "ddpm" (Algorithm 2 over all T steps, σ² = β̃) or "ddim" (``steps`` steps, η = ``eta``).
         clip_x0: clip x̂_0 to [−1, 1] inside the step and take ε̂ back from the clipped x̂_0 (diffusers'
             ``clip_sample=True`` with DDIM's ``use_clipped_model_output=True``).

@@ -23,25 +23,31 @@ from PIL import Image
 from ..clip.model import ClipModel
 from ..clip.prompts import check_prompt
 from ..clip.noised import NoisedImageTower, load_noised_clip
+from ..clip.tokens import encode_tokens
 from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
 from ..images import grid
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from ..runs import ModelService
+from .attention_view import attention_pictures
 from .conditional import TextCondUNet, load_cond_model
+from .cross_attention import TokenCond, TokenCondUNet
 from .ddpm import Schedule
 from .samplers import initial_noise, until_stopped
 from .text2img import GuidedStep, guided_sampler
+from .upsampler import Upsampler, cascade, load_upsampler
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
 BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"
+BUNDLED_UPSAMPLER = ASSETS / "models" / "emoji-upsampler"
 METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
 MAX_IMAGES = 8
 MAX_SCALE = 1000.0
+UPSAMPLING = "upsampling to 64×64"
 Sampler = Literal["DDPM", "DDIM"]
 
 
@@ -53,16 +59,24 @@ class Text2ImgModels:
     schedule: Schedule
     device: DeviceChoice
     name: str
+    upsampler: Upsampler | None = None  # the cascade's second stage (32×32 -> 64×64), when installed
 
     @property
     def image_size(self) -> int:
         return self.model.image_size
 
+    @property
+    def can_upsample(self) -> bool:
+        """An upsampler is installed and takes this model's image size."""
+        return self.upsampler is not None and self.upsampler.cfg.low_size == self.image_size
+
 
 def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP, *,
-                  device: DeviceChoice, clip: ClipModel | None = None) -> Text2ImgModels:
-    """Load the conditional DDPM at `path`, its CLIP (reusing `clip` when it is that one) and the noised
-    CLIP at `noised_path` when present (CLIP guidance is then offered)."""
+                  device: DeviceChoice, clip: ClipModel | None = None,
+                  upsampler_path: str | Path = BUNDLED_UPSAMPLER) -> Text2ImgModels:
+    """Load the conditional DDPM at `path`, its CLIP (reusing `clip` when it is that one), the noised
+    CLIP at `noised_path` when present (CLIP guidance is then offered) and the upsampler at
+    `upsampler_path` when present (the cascade's second stage is then offered)."""
     path = Path(path)
     if not (path / "cond_config.json").exists():
         raise ModelUnavailable(f"No text-to-image model in {path}.")
@@ -72,7 +86,11 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path =
     noised = None
     if (Path(noised_path) / "noised_clip.json").exists():
         noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
-    return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name)
+    upsampler = None
+    if (Path(upsampler_path) / "upsampler_config.json").exists():
+        upsampler = load_upsampler(upsampler_path, device=device.device)
+    return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
+                          upsampler)
 
 
 def noised_clip_curve(noised_path: str | Path = BUNDLED_NOISED_CLIP) -> list[dict]:
@@ -100,6 +118,9 @@ class Text2ImgUpdate:
     stopped: bool = False
     images: list[Image.Image] = field(default_factory=list)  # the samples, at the end
     kept: dict[int, GuidedStep] = field(default_factory=dict)  # image 1 at each inspectable step (``pieces_at``)
+    attention: list[tuple[Image.Image, str]] = field(default_factory=list)  # which word looked where (inspected step)
+    stage: str = ""  # "" for the base model's steps, UPSAMPLING for the upsampler's
+    captions: list[str] = field(default_factory=list)  # one per image in `images`
 
 
 INSPECT_POSITIONS = 21  # the inspect slider's stops (0, 0.05, …, 1): the steps a finished run keeps
@@ -116,14 +137,22 @@ def _first_image(step: GuidedStep) -> GuidedStep:
     return replace(step, **{f.name: cut(getattr(step, f.name)) for f in fields(step)})
 
 
-def pieces_at(kept: dict[int, GuidedStep], inspect: float) -> list[tuple[Image.Image, str]]:
-    """The pieces of a finished run's step that `inspect` picks, from what it kept: the inspect slider
-    re-renders them without sampling again (a stopped run: its nearest kept step)."""
+def pieces_at(kept: dict[int, GuidedStep], inspect: float) -> tuple[list, list]:
+    """The pieces and the attention maps of a finished run's step that `inspect` picks, from what it kept:
+    the inspect slider re-renders them without sampling again (a stopped run: its nearest kept step)."""
     if not kept:
-        return []
+        return [], []
     total = next(iter(kept.values())).total
     want = inspected_index(check_number(inspect, "The inspected step", 0, 1), total)
-    return pieces_of(kept[min(kept, key=lambda i: abs(i - want))])
+    step = kept[min(kept, key=lambda i: abs(i - want))]
+    return pieces_of(step), attention_of(step)
+
+
+def attention_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
+    """Image i's cross-attention maps at this step, one per prompt token ([] for a pooled-only model)."""
+    if step.attention is None or not step.words:
+        return []
+    return attention_pictures(step.attention[i], step.words, step.x0_hat[i])
 
 
 def heatmap(x: torch.Tensor, size: int = 128) -> Image.Image:
@@ -154,9 +183,11 @@ def pieces_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
 
 def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = None, method: str = "cfg",
                  scale: float = 3.0, sampler: Sampler = "DDIM", steps: int = 50, seed: int = 0, n: int = 4,
-                 inspect: float = 0.5, sweep: bool = False, clip_x0: bool = True,
+                 inspect: float = 0.5, sweep: bool = False, clip_x0: bool = True, upsample: bool = True,
                  stop: threading.Event | None = None) -> Iterator[Text2ImgUpdate]:
     """Stream a guided run of `n` images; with `sweep`, one image per scale in SWEEP_SCALES from one seed.
+    With `upsample` and an upsampler installed, the base samples then go through the cascade's second stage
+    (``upsampler.cascade``), streamed too; the images are then each base sample beside its upsampled one.
 
     ``inspect`` in [0, 1] picks the step whose pieces are shown (0 = the first, noisiest step).
     Setting `stop` ends the run after the current step; the last update (``final``) keeps what was made.
@@ -176,8 +207,8 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     prompt = check_prompt(clip, prompt, required=method != "none") or ""
     negative = check_prompt(clip, negative, what="negative prompt", required=False)
     dev = models.device.device
-    cond = clip.encode_texts([prompt])[0].to(dev) if prompt else None
-    neg = clip.encode_texts([negative])[0].to(dev) if negative and method == "cfg" else None
+    cond, words = _condition(models, prompt)
+    neg = _condition(models, negative)[0] if negative and method == "cfg" else None
     size = models.image_size
     if sweep:  # every scale from one x_T
         noise = initial_noise((1, 3, size, size), torch.Generator().manual_seed(seed), remove_colour_mean=True)
@@ -193,38 +224,76 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     run = guided_sampler(models.model, models.schedule, x_T, g, method=method, scale=w, cond=cond, negative=neg,
                          noised_clip=models.noised, sampler=sampler.lower(), steps=steps, clip_x0=clip_x0)
     per_row = len(x_T) if len(x_T) <= 4 else math.ceil(len(x_T) / 2)
-    t0, pieces, scores, last, kept = time.time(), [], [], None, {}
+    t0, pieces, attention, scores, last, kept = time.time(), [], [], [], None, {}
     for st in until_stopped(run, stop):
+        st = replace(st, words=words)
         if st.index == at:
-            pieces = pieces_of(st)
+            pieces, attention = pieces_of(st), attention_of(st)
         if st.index in keep:
             kept[st.index] = _first_image(st)
         if st.clip_score is not None:
             scores.append((st.t, float(st.clip_score.mean())))
         last = st
         yield Text2ImgUpdate(st.t, st.index, st.total, grid(st.x_prev, per_row=per_row),
-                             grid(st.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores))
+                             grid(st.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores),
+                             attention=attention)
     if last is None:
         return
+    stopped = last.index < last.total - 1
     images = [grid(x[None], size=128) for x in last.x_prev]
+    captions = [f"image {i + 1}" for i in range(len(images))]
+    stage = ""
+    if upsample and models.can_upsample and not stopped and not sweep:
+        up = None
+        for up in until_stopped(cascade(models.upsampler, last.x_prev, seed), stop):
+            yield Text2ImgUpdate(up.t, up.index, up.total, grid(up.x_prev, per_row=per_row),
+                                 grid(up.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores),
+                                 attention=attention, stage=UPSAMPLING)
+        if up is not None and up.index == up.total - 1:  # each base sample beside its upsampled one
+            images = [im for base, x in zip(images, up.x_prev) for im in (base, grid(x[None], size=128))]
+            captions = [c for i in range(len(captions)) for c in (f"image {i + 1} · 32×32 base",
+                                                                   f"image {i + 1} · 64×64 upsampled")]
+        stopped = up is None or up.index < up.total - 1
+        last, stage = up or last, UPSAMPLING
     yield Text2ImgUpdate(last.t, last.index, last.total, grid(last.x_prev, per_row=per_row),
                          grid(last.x0_hat, per_row=per_row), time.time() - t0, pieces, list(scores), final=True,
-                         stopped=last.index < last.total - 1, images=images, kept=kept)
+                         stopped=stopped, images=images, kept=kept, attention=attention, stage=stage,
+                         captions=captions)
+
+
+def _condition(models: Text2ImgModels, prompt: str | None):
+    """What the model is conditioned on for `prompt`: its pooled text embedding, or for a model that also
+    reads tokens a ``TokenCond``; and the prompt's tokens as text (for the attention maps). None for no prompt."""
+    if not prompt:
+        return None, ()
+    if isinstance(models.model, TokenCondUNet):
+        f = encode_tokens(models.clip, [prompt])
+        return TokenCond(f.pooled, f.tokens, f.mask), tuple(f.words[0])
+    return models.clip.encode_texts([prompt])[0].to(models.device.device), ()
 
 
 class Text2ImgService(ModelService[Text2ImgModels]):
     """The bundled text-to-image models (``ModelService``): the conditional DDPM and the noised CLIP."""
 
     def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
-                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP):
-        self.path, self.noised_path = Path(path), Path(noised_path)
+                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP,
+                 upsampler_path: str | Path = BUNDLED_UPSAMPLER):
+        self.path, self.noised_path, self.upsampler_path = Path(path), Path(noised_path), Path(upsampler_path)
         super().__init__(device, active_clip)
 
     def required(self) -> list[Path]:
         return [self.path / "cond_config.json"]  # the noised CLIP is optional: CLIP guidance is then off
 
+    def reads_tokens(self) -> bool:
+        """Whether the model has GLIDE's token path (cross-attention), read from its config without loading it."""
+        try:
+            return bool(json.loads((self.path / "cond_config.json").read_text()).get("token_width"))
+        except (OSError, ValueError):
+            return False
+
     def _load(self) -> Text2ImgModels:
-        models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip())
+        models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip(),
+                               upsampler_path=self.upsampler_path)
         logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
                     "on" if models.noised is not None else "off: no noised CLIP")
         return models

@@ -2,6 +2,7 @@
 
 ``caption_bank``: K captions per emoji (its name, aliases or CLDR keywords in mini-CLIP's training
 templates, plus colour and shape words such as "a red heart"), as unit text embeddings.
+``token_bank``: the same captions' last-layer token features, for the cross-attention path.
 ``image_bank``: R renders per emoji on white (the pictures the DDPMs draw), as unit image embeddings.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD
 from ..clip.model import ClipModel
+from ..clip.tokens import encode_tokens
 from .emoji_data import EmojiData, article, augment_batch, sample_caption
 from .emoji_groups import glyph_colour, group_of
 
@@ -48,6 +50,25 @@ def caption_bank(data: EmojiData, clip_spec: str, per_emoji: int = 12, seed: int
         torch.save({"emb": emb, "captions": captions}, cache)
     return emb, captions
 
+
+def token_bank(captions: list[list[str]], clip_spec: str, cache: Path | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The captions' last-layer token features for cross-attention: (N, K, L, W) float16 and (N, K, L)
+    masks, L cut to the longest caption's tokens; cached in `cache`."""
+    if cache is not None and cache.exists():
+        state = torch.load(cache, map_location="cpu", weights_only=False)
+        return state["tokens"], state["mask"]
+    clip = ClipModel.load(clip_spec, device="cpu")
+    flat = [c for caps in captions for c in caps]
+    parts = [encode_tokens(clip, flat[i:i + 512]) for i in range(0, len(flat), 512)]
+    mask = torch.cat([p.mask for p in parts])
+    length = int(mask.sum(1).max())
+    tokens = torch.cat([p.tokens[:, :length].half() for p in parts])
+    n, k = len(captions), len(captions[0])
+    tokens, mask = tokens.view(n, k, length, -1), mask[:, :length].reshape(n, k, length)
+    if cache is not None:
+        torch.save({"tokens": tokens, "mask": mask}, cache)
+    return tokens, mask
 
 
 @torch.inference_mode()

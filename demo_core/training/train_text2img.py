@@ -29,8 +29,9 @@ import torch
 
 from ..clip.model import ClipModel
 from ..diffusion.conditional import CondConfig, TextCondUNet, build_unet, load_cond_model, save_cond_model
+from ..diffusion.cross_attention import TokenCond, TokenCondUNet, build_token_unet
 from ..diffusion.ddpm import Schedule, q_sample
-from .banks import caption_bank, image_bank
+from .banks import caption_bank, image_bank, token_bank
 from .emoji_data import EmojiData, augment_batch
 from .emoji_groups import sampling_weights
 from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
@@ -55,12 +56,16 @@ class Text2ImgConfig:
     embed_dim: int = 128  # the CLIP's embedding width
     condition: str = "text"  # "text": captions (GLIDE); "image": render embeddings (unCLIP's decoder)
     init: str | None = None  # start from this conditional-model folder's weights (same architecture)
+    token_width: int = 0  # > 0: also cross-attend to the captions' tokens (GLIDE's second path; the CLIP's text width)
+    attention_levels: int = 2  # with tokens: cross-attention at this many of the lowest resolutions
     seed: int = 0
     checkpoint_every: int = 50
 
 
-def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step: int, cfg: Text2ImgConfig, s: Schedule):
-    """Batch `step` (seeded by step, so a resumed run sees the same batches): x_t, t, ε, e."""
+def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step: int, cfg: Text2ImgConfig, s: Schedule,
+               tokens: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Batch `step` (seeded by step, so a resumed run sees the same batches): x_t, t, ε, e — e a ``TokenCond``
+    when `tokens` (the token bank) is given; the null condition then covers both paths."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=g)
     x0 = augment_batch(data.glyphs[idx], cfg.image_size, g, scale_range=(0.8, 1.0), max_angle=0.0,
@@ -71,6 +76,12 @@ def make_batch(data: EmojiData, bank: torch.Tensor, weights: torch.Tensor, step:
     e[drop] = 0.0  # the null condition ∅
     t = torch.randint(1, cfg.T + 1, (cfg.batch_size,), generator=g)
     eps = torch.randn(x0.shape, generator=g)
+    if tokens is not None:
+        h, mask = tokens[0][idx, cap].float(), tokens[1][idx, cap].clone()  # (B, L, W), (B, L)
+        h[drop] = 0.0
+        mask[drop] = False
+        mask[drop, 0] = True  # ∅ is one zero token
+        e = TokenCond(e, h, mask)
     return q_sample(s, x0, t, eps), t, eps, e
 
 
@@ -78,12 +89,16 @@ def initial_model(cfg: Text2ImgConfig) -> TextCondUNet:
     """θ_0: seeded random weights, or those of `cfg.init` (a warm start: the decoder starts from the
     GLIDE model, whose UNet already draws emoji; only what the condition means has to change)."""
     torch.manual_seed(cfg.seed)
-    model = TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size),
-                         CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T,
-                                    schedule=cfg.schedule, condition=cfg.condition))
+    cond = CondConfig(clip_spec=cfg.clip_spec, embed_dim=cfg.embed_dim, T=cfg.T, schedule=cfg.schedule,
+                      condition=cfg.condition, token_width=cfg.token_width)
+    if cfg.token_width:
+        model = TokenCondUNet(build_token_unet(cfg.block_out_channels, cfg.image_size, cfg.token_width,
+                                               cfg.attention_levels), cond)
+    else:
+        model = TextCondUNet(build_unet(cfg.block_out_channels, cfg.image_size), cond)
     if cfg.init:
         start = load_cond_model(cfg.init)
-        same = (start.cfg.embed_dim == cfg.embed_dim
+        same = (start.cfg.embed_dim == cfg.embed_dim and start.cfg.token_width == cfg.token_width
                 and tuple(start.unet.config.block_out_channels) == tuple(cfg.block_out_channels))
         if not same:
             raise ValueError(f"{cfg.init} has another architecture than this run; it cannot be the start.")
@@ -106,9 +121,17 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     if cfg.condition == "image":  # unCLIP's decoder: conditioned on the CLIP image embedding of a render
         bank = image_bank(data, ClipModel.load(cfg.clip_spec, device="cpu"), cfg.captions_per_emoji, cfg.seed)
     else:
-        bank, _ = caption_bank(data, cfg.clip_spec, cfg.captions_per_emoji, cfg.seed, cache=run / "caption_bank.pt")
+        bank, captions = caption_bank(data, cfg.clip_spec, cfg.captions_per_emoji, cfg.seed,
+                                      cache=run / "caption_bank.pt")
     if bank.shape[-1] != cfg.embed_dim:
         raise ValueError(f"{cfg.clip_spec} makes {bank.shape[-1]}-d embeddings; set embed_dim={bank.shape[-1]}.")
+    tokens = None
+    if cfg.token_width:
+        if cfg.condition != "text":
+            raise ValueError("Cross-attention reads a caption's tokens: it needs condition 'text'.")
+        tokens = token_bank(captions, cfg.clip_spec, cache=run / "token_bank.pt")
+        if tokens[0].shape[-1] != cfg.token_width:
+            raise ValueError(f"{cfg.clip_spec}'s tokens are {tokens[0].shape[-1]} wide; set token_width to that.")
     weights = sampling_weights(data, cfg.group_share)
     s = Schedule.make(cfg.schedule, cfg.T)
     snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)  # (T+1,), index t
@@ -120,7 +143,7 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
     optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
     def step_fn(step: int) -> dict:
-        x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s)
+        x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s, tokens)
         per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,); the UNet counts k = t − 1
         return optimise((loss_w[t] * per_sample).mean())
 
@@ -157,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                         options={"condition": {"choices": ["text", "image"],
                                                "help": "text: GLIDE (captions); image: unCLIP's decoder"},
                                  "init": {"help": "warm start from this conditional-model folder"},
+                                 "token_width": {"type": int, "help": "> 0: cross-attend to the caption's tokens "
+                                                 "(the CLIP's text width: 64 for mini-clip)"},
+                                 "attention_levels": {"type": int, "help": "resolutions with cross-attention"},
+                                 "clip_spec": {"help": "the CLIP whose text embeddings condition the model"},
                                  "lr": {"type": float, "help": "peak learning rate"}})
 
 

@@ -1,0 +1,140 @@
+"""The cascade's second stage: a diffusion upsampler from the base model's 32×32 to 64×64.
+
+GLIDE and unCLIP do not sample their final pictures in one model: a 64×64 base model is followed by
+diffusion upsamplers (to 256, and for unCLIP to 1024). Here the base models draw 32×32 and this model
+draws a 64×64 picture *given* a 32×32 one:
+
+    ε_θ(x_t, t, z, s),   z = the low-resolution image, enlarged (bicubic) and stacked onto x_t as three
+                             more input channels (SR3; GLIDE's upsampler)
+
+**Noise conditioning augmentation** (Ho et al. 2021, "Cascaded Diffusion Models"; GLIDE, unCLIP and Imagen
+do the same): in training the low-resolution image is first noised by the forward process itself,
+
+    z_s = √ᾱ_s · x_low + √(1 − ᾱ_s) · ε′,    s ~ Uniform{0, …, s_max}
+
+and the model is told s (``class_embed_type="timestep"``: s gets its own sinusoidal embedding). A model
+that only ever saw clean inputs learns to copy them, mistakes and all; one that saw them noised learns to
+draw what the noise hides. At sampling a moderate s (``SAMPLE_AUG``) lets it repair the base model's
+blotches, while s = 0 follows the 32×32 image pixel for pixel.
+
+A folder holds ``unet/`` (diffusers ``UNet2DModel``, 6 input channels) and ``upsampler_config.json``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ddpm import Schedule, q_sample
+from .samplers import Step, run_sampler
+
+SAMPLE_AUG = 0.1  # the augmentation level the app samples with, as a share of T (s = 100 of 1000; training: s ≤ 250)
+
+
+@dataclass
+class UpsamplerConfig:
+    low_size: int = 32
+    size: int = 64
+    T: int = 1000
+    schedule: str = "linear"
+    max_aug: int = 250  # s_max: the noisiest augmentation of the low-resolution image seen in training
+
+
+class Upsampler(nn.Module):
+    """ε_θ(x_t, t, z_s, s) over a diffusers UNet2DModel with 6 input channels and a timestep class embedding."""
+
+    def __init__(self, unet: nn.Module, cfg: UpsamplerConfig):
+        super().__init__()
+        self.unet, self.cfg = unet, cfg
+        self.schedule = Schedule.make(cfg.schedule, cfg.T)
+
+    @property
+    def sample_aug(self) -> int:
+        """The augmentation level s the app samples with (``SAMPLE_AUG`` of T, at most s_max)."""
+        return min(self.cfg.max_aug, round(SAMPLE_AUG * self.cfg.T))
+
+    def enlarge(self, low: torch.Tensor) -> torch.Tensor:
+        """(B, 3, low, low) -> (B, 3, size, size), bicubic (the conditioning input's geometry)."""
+        return F.interpolate(low, size=(self.cfg.size, self.cfg.size), mode="bicubic", align_corners=False)
+
+    def augment(self, low: torch.Tensor, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """z_s = √ᾱ_s·low + √(1−ᾱ_s)·ε′ (s = 0: the image itself), at the low resolution."""
+        return torch.where(s.view(-1, 1, 1, 1) > 0, q_sample(self.schedule, low, s.clamp(min=1), noise), low)
+
+    def forward(self, x_t: torch.Tensor, k: torch.Tensor, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """x_t (B, 3, size, size), diffusers timestep k = t − 1, z (B, 3, low, low) the (augmented)
+        low-resolution image, s (B,) its augmentation level -> ε̂."""
+        return self.unet(torch.cat([x_t, self.enlarge(z)], 1), k, class_labels=s).sample
+
+
+def build_upsampler(cfg: UpsamplerConfig, block_out_channels: tuple[int, ...] = (32, 64, 64, 128)) -> Upsampler:
+    """The upsampler's UNet: plain residual blocks, self-attention only at the lowest resolution."""
+    from diffusers import UNet2DModel
+
+    n = len(block_out_channels)
+    unet = UNet2DModel(
+        sample_size=cfg.size, in_channels=6, out_channels=3, layers_per_block=1,
+        block_out_channels=tuple(block_out_channels), norm_num_groups=8,
+        down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
+        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        class_embed_type="timestep",
+    )
+    return Upsampler(unet, cfg)
+
+
+def upsample_steps(model: Upsampler, low: torch.Tensor, x_T: torch.Tensor, generator: torch.Generator, *,
+                   steps: int = 25, aug: int | None = None) -> Iterator[Step]:
+    """DDIM from x_T (B, 3, size, size) conditioned on `low` (B, 3, low, low) in [−1, 1], augmented to level
+    `aug` (default ``sample_aug``) with noise from `generator` (as in training), one ``Step`` per step; x̂_0
+    clipped to [−1, 1]."""
+    b = low.shape[0]
+    s = torch.full((b,), model.sample_aug if aug is None else int(aug), device=low.device, dtype=torch.long)
+    z = model.augment(low, s, torch.randn(low.shape, generator=generator, device=low.device, dtype=low.dtype))
+
+    def predict(x: torch.Tensor, t: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x, torch.full((b,), t - 1, device=x.device, dtype=torch.long), z, s)
+
+    yield from run_sampler(predict, model.schedule, x_T, generator, sampler="ddim", steps=steps, clip_x0=True)
+
+
+def save_upsampler(model: Upsampler, out: str | Path, meta: dict | None = None, dtype=torch.float16) -> Path:
+    """Write the folder: unet/ (diffusers), upsampler_config.json, training_meta.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.unet.to(dtype).save_pretrained(out / "unet", safe_serialization=True)
+    model.unet.float()
+    (out / "upsampler_config.json").write_text(json.dumps(asdict(model.cfg), indent=1))
+    if meta is not None:
+        (out / "training_meta.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def load_upsampler(path: str | Path, device="cpu") -> Upsampler:
+    """Load a folder written by ``save_upsampler`` (float32, eval mode)."""
+    from diffusers import UNet2DModel
+
+    path = Path(path)
+    cfg = UpsamplerConfig(**json.loads((path / "upsampler_config.json").read_text()))
+    unet = UNet2DModel.from_pretrained(path / "unet", torch_dtype=torch.float32)
+    return Upsampler(unet, cfg).to(device).eval()
+
+
+UPSAMPLE_STEPS = 25  # DDIM steps of the upsampler in the app (its cost: bench/bench_upsampler.py)
+
+
+def cascade(model: Upsampler, low: torch.Tensor, seed: int, *, steps: int = UPSAMPLE_STEPS, aug: int | None = None
+            ) -> Iterator[Step]:
+    """The cascade's second stage for a base model's samples `low` (B, 3, 32, 32): the upsampler's DDIM steps,
+    from x_T drawn (colour mean removed, as for the base models) from a generator seeded by `seed`."""
+    from .samplers import initial_noise
+
+    g = torch.Generator(device=low.device).manual_seed(int(seed) + 2)
+    size = model.cfg.size
+    x_T = initial_noise((low.shape[0], 3, size, size), g, device=low.device, remove_colour_mean=True)
+    yield from upsample_steps(model, low.clamp(-1, 1), x_T, g, steps=steps, aug=aug)

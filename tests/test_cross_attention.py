@@ -1,0 +1,154 @@
+"""GLIDE's token conditioning: cross-attention to the caption's tokens, its null condition, guidance limits
+and the attention maps the view draws."""
+import torch
+
+from demo_core.diffusion.conditional import CondConfig, load_cond_model, save_cond_model
+from demo_core.diffusion.cross_attention import TokenCond, TokenCondUNet, build_token_unet
+from demo_core.diffusion.ddpm import Schedule
+from demo_core.diffusion.text2img import guided_sampler
+
+from tests.test_text2img import tiny_model
+from tests.test_training import toy_data  # noqa: F401  (fixture: 16 coloured shapes with captions)
+
+D, W = 16, 8
+
+
+def tiny_token_model(seed=0) -> TokenCondUNet:
+    torch.manual_seed(seed)
+    model = TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=W),
+                          CondConfig(embed_dim=D, T=20, token_width=W)).eval()
+    torch.nn.init.normal_(model.cond_proj[-1].weight, std=0.5)
+    for name, p in model.unet.named_parameters():  # diffusers starts some output layers at zero: make both paths matter
+        if "attn2.to_out" in name or "proj_out" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def a_prompt(seed=1, length=4, real=3) -> TokenCond:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(1, length, dtype=torch.bool)
+    mask[0, :real] = True
+    return TokenCond(torch.nn.functional.normalize(torch.randn(1, D, generator=g), dim=-1),
+                     torch.randn(1, length, W, generator=g) * 3, mask)
+
+
+def _first(model, method, scale, cond):
+    s = Schedule.make("linear", 20)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    step = next(guided_sampler(model, s, x, g, method=method, scale=scale, cond=cond, sampler="ddim", steps=5))
+    return x, step, torch.full((2,), step.t - 1)
+
+
+def test_the_null_condition_silences_both_paths_and_is_what_w0_and_unconditional_runs_use():
+    model, c = tiny_token_model(), a_prompt()
+    x, at0, k = _first(model, "cfg", 0.0, c)
+    _, plain, _ = _first(model, "none", 0.0, None)
+    with torch.no_grad():
+        null = model(x, k, model.null(2))
+        tokens_only = model(x, k, TokenCond(torch.zeros(2, D), c.tokens.expand(2, -1, -1), c.mask.expand(2, -1)))
+        pooled_only = model(x, k, TokenCond(c.pooled.expand(2, -1), model.null(2).tokens, model.null(2).mask))
+    assert torch.allclose(at0.eps, null, atol=1e-5) and torch.allclose(plain.eps, null, atol=1e-5)
+    # each path on its own changes the prediction: ∅ has to cover both
+    assert (tokens_only - null).abs().max() > 1e-3
+    assert (pooled_only - null).abs().max() > 1e-3
+
+
+def test_w1_is_the_conditional_prediction_with_both_paths_and_w3_extrapolates():
+    model, c = tiny_token_model(), a_prompt()
+    x, at1, k = _first(model, "cfg", 1.0, c)
+    _, at3, _ = _first(model, "cfg", 3.0, c)
+    with torch.no_grad():
+        cond, null = model(x, k, c.batch(2)), model(x, k, model.null(2))
+    assert torch.allclose(at1.eps, cond, atol=1e-5)
+    assert torch.allclose(at3.eps, null + 3 * (cond - null), atol=1e-4)
+
+
+def test_the_pooled_only_model_keeps_its_limits_and_shows_no_attention():
+    model = tiny_model()
+    torch.nn.init.normal_(model.cond_proj[-1].weight, std=0.5)
+    cond = torch.nn.functional.normalize(torch.randn(16), dim=0)
+    x, at1, k = _first(model, "cfg", 1.0, cond)
+    with torch.no_grad():
+        assert torch.allclose(at1.eps, model(x, k, cond.expand(2, -1)), atol=1e-5)
+    assert at1.attention is None
+
+
+def test_attention_maps_sum_to_one_over_the_real_tokens_and_ignore_the_padding():
+    model, c = tiny_token_model(), a_prompt(length=6, real=4)
+    _, step, _ = _first(model, "cfg", 3.0, c)
+    maps = step.attention  # (B, L, S, S) of the conditional half
+    assert maps.shape == (2, 6, 8, 8)  # 16×16 images: cross-attention at 8×8 and 4×4, shown at 8×8
+    assert torch.allclose(maps.sum(1), torch.ones(2, 8, 8), atol=1e-4)
+    assert maps[:, 4:].abs().max() < 1e-4  # padding gets no weight
+    assert maps[:, :4].std() > 1e-3  # and the words are not all looked at alike
+
+
+def test_recording_the_maps_does_not_change_the_prediction():
+    from diffusers.models.attention_processor import AttnProcessor
+
+    model, c = tiny_token_model(), a_prompt()
+    x, k = torch.randn(2, 3, 16, 16), torch.tensor([3, 15])
+    e = c.batch(2)
+    with torch.no_grad():
+        plain = model(x, k, e)
+        recorded, _ = model.attention_maps(model, x, k, e)
+        model.unet.set_attn_processor(AttnProcessor())  # diffusers' own attention
+        reference = model(x, k, e)
+    assert torch.allclose(plain, reference, atol=1e-5) and torch.allclose(recorded, reference, atol=1e-5)
+
+
+def test_a_token_model_saves_and_loads_back(tmp_path):
+    model, c = tiny_token_model(), a_prompt()
+    save_cond_model(model, tmp_path / "m", dtype=torch.float32)
+    back = load_cond_model(tmp_path / "m")
+    assert isinstance(back, TokenCondUNet) and back.cfg.token_width == W
+    x, k = torch.randn(2, 3, 16, 16), torch.tensor([3, 7])
+    with torch.no_grad():
+        assert torch.allclose(model(x, k, c.batch(2)), back(x, k, c.batch(2)), atol=1e-5)
+
+
+def test_training_batches_drop_both_paths_together(toy_data, tiny_clip_folder):  # noqa: F811
+    from demo_core.training.banks import caption_bank, token_bank
+    from demo_core.training.emoji_data import EmojiData
+    from demo_core.training.emoji_groups import sampling_weights
+    from demo_core.training.train_text2img import Text2ImgConfig, make_batch
+
+    cfg = Text2ImgConfig(batch_size=64, p_uncond=0.25, captions_per_emoji=3, image_size=16, token_width=16,
+                         clip_spec=f"local-dir:{tiny_clip_folder}")
+    data = EmojiData.load(toy_data, split="train")
+    bank, captions = caption_bank(data, cfg.clip_spec, per_emoji=3)
+    tokens = token_bank(captions, cfg.clip_spec)
+    assert tokens[0].shape[:2] == (16, 3) and tokens[0].shape[-1] == 16
+    _, _, _, e = make_batch(data, bank, sampling_weights(data, 0.5), 0, cfg, Schedule.make("linear", 1000), tokens)
+    dropped = e.pooled.norm(dim=-1) == 0
+    assert 0.1 < dropped.float().mean() < 0.45
+    assert e.tokens[dropped].abs().max() == 0 and e.mask[dropped].sum(1).eq(1).all()  # ∅ is one zero token
+    kept = ~dropped
+    assert e.tokens[kept].abs().amax(dim=(1, 2)).gt(0).all() and e.mask[kept].sum(1).ge(3).all()  # start, word, end
+
+
+def test_text_to_image_with_a_token_model_shows_which_word_looked_where(tmp_path):
+    """Through the engine: a run of a (tiny, random) token model on mini-CLIP's tokens shows one map per token
+    of the prompt at the inspected step, and the inspect slider re-renders them from what the run kept."""
+    from demo_core.diffusion.text2img_view import pieces_at
+    from demo_core.engine import Engine
+
+    torch.manual_seed(0)
+    model = TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64),
+                          CondConfig(T=50, token_width=64))
+    save_cond_model(model, tmp_path / "m", dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=tmp_path / "m", noised_clip=tmp_path / "none")
+    try:
+        *_, final = engine.text2img("a red heart", steps=10, n=2, inspect=0.5)
+        captions = [c for _, c in final.attention]
+        assert [c.split("”")[0].lstrip("“") for c in captions] == ["⟨start⟩", "a", "red", "heart", "⟨end⟩"]
+        shares = [float(c.split(": ")[1].split("%")[0]) for c in captions]
+        assert abs(sum(shares) - 100) <= 3  # the maps share all the attention (rounded percentages)
+        assert all(im.size == (128, 128) for im, _ in final.attention)
+        _, again = pieces_at(final.kept, 0.9)
+        assert [c for _, c in again] != [] and len(again) == 5
+        *_, plain = engine.text2img("", method="none", steps=5, n=1)
+        assert plain.attention == []  # no prompt, nothing to attend to
+    finally:
+        engine.close()
