@@ -28,7 +28,8 @@ from .clip.model import ClipModel
 from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, available_ddpms
 from .diffusion.reverse_service import MAX_REVERSE_IMAGES, SAMPLERS, ReverseService  # noqa: F401  (the UI's)
-from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, BUNDLED_UPSAMPLER, Text2ImgModels, Text2ImgService,
+from .diffusion.upsampler import BUNDLED_UPSAMPLER
+from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
@@ -79,7 +80,7 @@ class Engine:
         self._loader: threading.Thread | None = None
         self._files = KeptFiles()
         self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip, upsampler)
-        self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder)
+        self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder, upsampler)
         self.search = SearchService(indexes, lambda: self.clip, self._ready, self._closing,
                                     self._files.folder / "thumbnails")
         self.reverse = ReverseService(self.device, self._text2img, self._stops, self._files)
@@ -213,6 +214,11 @@ class Engine:
     @property
     def unclip_available(self) -> bool:
         return self._unclip.available
+
+    @property
+    def unclip_upsamples(self) -> bool:
+        """Whether an upsampler (the cascade's second stage) is installed for unCLIP's decoder."""
+        return (self._unclip.upsampler_path / "upsampler_config.json").exists()
 
     @property
     def loaded_unclip(self) -> UnclipModels | None:

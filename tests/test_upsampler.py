@@ -90,3 +90,22 @@ def test_text_to_image_streams_the_base_sample_then_the_upsampled_one_and_the_sw
         assert len(off) == 7
     finally:
         engine.close()
+
+
+def test_unclip_decodes_then_upsamples_and_the_switch_turns_it_off(tmp_path):
+    """The bundled prior and decoder (32×32) with a tiny random upsampler to 64×64."""
+    from demo_core.diffusion.upsampler import UPSAMPLING
+    from demo_core.engine import Engine
+
+    save_upsampler(tiny_upsampler(low=32, size=64), tmp_path / "up", dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", upsampler=tmp_path / "up")
+    try:
+        assert engine.unclip_upsamples
+        updates = list(engine.unclip("a red heart", n=2, steps=4))
+        assert [u.stage for u in updates] == ["embeddings"] + ["decoding"] * 4 + [UPSAMPLING] * 25 + ["done"]
+        assert updates[-1].x_t.size == (128 * 2, 128)  # the 64×64 pictures, two in a row
+        assert len(updates[-1].cos_to_source) == 2  # measured on the upsampled images
+        off = list(engine.unclip("a red heart", n=2, steps=4, upsample=False))
+        assert UPSAMPLING not in [u.stage for u in off]
+    finally:
+        engine.close()

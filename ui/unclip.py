@@ -7,6 +7,7 @@ import gradio as gr
 import pandas as pd
 
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
+from demo_core.diffusion.upsampler import UPSAMPLING
 from demo_core.engine import Engine
 from ui.common import (EXAMPLES, LATEX, file_path, legend, model_handler, pictures, says_when_it_fails, seed_box,
                        serve_as_is, session_key, stop_button, throttled)
@@ -21,13 +22,17 @@ that predicts the clean embedding); a **decoder** (a DDPM, the GLIDE UNet with t
 a class embedding) turns it into pixels, with classifier-free guidance
 $\hat\epsilon = \hat\epsilon(x_t,\varnothing) + w\,(\hat\epsilon(x_t, z_{img}) - \hat\epsilon(x_t,\varnothing))$.
 The decoder needs only an image embedding, so any picture can be encoded and decoded again: **variations**.
+With an upsampler installed, a second diffusion model (the cascade, as in DALL·E 2's 64 → 256 → 1024) redraws
+each 32×32 image at 64×64, conditioned on it after noising it to level $s$:
+$z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$.
 """
 
 
 def _status(u: UnclipUpdate, what: str) -> str:
     if u.stage == "embeddings":
         return f"{what}: embeddings ready · decoding… ({u.elapsed_s:.1f} s)"
-    line = f"{what}: t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
+    stage = f"{u.stage}: " if u.stage == UPSAMPLING else ""
+    line = f"{what}: {stage}t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
     if u.final:
         line = ("⏹ stopped, what was made is kept · " if u.stopped else "✅ done · ") + line
     return line
@@ -64,27 +69,28 @@ def build(engine: Engine) -> None:
                    u.x_t if u.x_t is not None else gr.skip(), _status(u, what), *extra(u))
 
     def unclip(prompt: str, n: int = 4, seed: int = 0, scale: float = 3.0, prior_scale: float = 1.0,
-               steps: int = 50, request: gr.Request = None):
+               steps: int = 50, upsample: bool = True, request: gr.Request = None):
         """Text → prior → decoder, streaming; the first output is the list of images (captioned with their
         mini-CLIP cosine to the prior's embedding), then the embeddings, x_t, status, cosines and nearest real images."""
         def extra(u: UnclipUpdate):
-            if u.stage == "decoding":
+            if u.stage != "embeddings" and not u.final:  # decoding, upsampling
                 return gr.skip(), gr.skip()
             cos = ", ".join(f"{c:.2f}" for c in u.cos_to_text)
             return (f"cos(text embedding, prior's image embedding) per image: **{cos}**",
                     [(str(f.thumbnail), f"{f.name} · {f.score:.2f}") for f in u.nearest])
 
         yield from stream(engine.unclip(prompt, n=n, seed=seed, scale=scale, prior_guidance=prior_scale, steps=steps,
-                                        stop_key=session_key(request)),
+                                        upsample=bool(upsample), stop_key=session_key(request)),
                           "unCLIP", "image", "prior's image embedding (image 1)", extra)
 
-    def compare(prompt: str, seed: int = 0, scale: float = 3.0, steps: int = 50, request: gr.Request = None):
+    def compare(prompt: str, seed: int = 0, scale: float = 3.0, steps: int = 50, upsample: bool = True,
+                request: gr.Request = None):
         """Why a prior: the decoder fed the prior's image embeddings, then the text embedding itself, same seed.
         Outputs: the images with the prior, the images without, status."""
         made, line = {}, ""
         for key, what in (("prior", "with the prior"), ("no prior", "the text embedding fed directly")):
             for u in engine.unclip(prompt, n=4, seed=seed, scale=scale, steps=steps, use_prior=key == "prior",
-                                   stop_key=session_key(request)):
+                                   upsample=bool(upsample), stop_key=session_key(request)):
                 line = _status(u, what)
                 if u.final:
                     made[key] = _captioned(u, key)
@@ -94,20 +100,21 @@ def build(engine: Engine) -> None:
                 break
         yield made.get("prior", []), made.get("no prior", []), line
 
-    def variations(image, n: int = 4, seed: int = 0, scale: float = 3.0, steps: int = 50, request: gr.Request = None):
+    def variations(image, n: int = 4, seed: int = 0, scale: float = 3.0, steps: int = 50, upsample: bool = True,
+                   request: gr.Request = None):
         """Variations of a picture: its image embedding decoded from n seeds. The first output is the list of
         images (captioned with their mini-CLIP cosine to the picture), then the embedding, x_t and status."""
         yield from stream(engine.variations(file_path(image), n=n, seed=seed, scale=scale, steps=steps,
-                                            stop_key=session_key(request)),
+                                            upsample=bool(upsample), stop_key=session_key(request)),
                           "Variations", "variation", "decoded from")
 
     def interpolate(image_a, image_b=None, prompt_b: str = "", points: int = 7, seed: int = 0, scale: float = 3.0,
-                    steps: int = 50, request: gr.Request = None):
+                    steps: int = 50, upsample: bool = True, request: gr.Request = None):
         """Slerp from picture A to picture B (or to a prompt's prior embedding), one seed for the strip.
         The first output is the list of images, captioned with u and each picture's mini-CLIP cosine to A and
         to B. Picture B and a prompt together are refused: the path has one far end."""
         yield from stream(engine.interpolate(file_path(image_a), file_path(image_b), prompt_b, points=points, seed=seed,
-                                             scale=scale, steps=steps,
+                                             scale=scale, steps=steps, upsample=bool(upsample),
                                              stop_key=session_key(request)),
                           "Interpolation", "point", "first point")
 
@@ -133,6 +140,9 @@ def build(engine: Engine) -> None:
         steps = gr.Slider(5, 200, value=50, step=5, label="DDIM steps", scale=1)
         seed = seed_box(scale=1)
         halt = gr.Button("Stop", variant="stop", scale=1, elem_id="u-stop")
+    up = gr.Checkbox(True, label="Upsample to 64×64: the cascade's second stage (a diffusion model conditioned on the "
+                     "decoder's 32×32 image, noised to s = 100 of 1000)", visible=engine.unclip_upsamples,
+                     elem_id="u-upsample")
     with gr.Tab("Text → image"):
         with gr.Row():
             prompt = gr.Textbox("a red heart", label="Prompt", elem_id="u-prompt", scale=3)
@@ -191,13 +201,13 @@ def build(engine: Engine) -> None:
 
     gr.on(None, model_handler(gap_plot), None, gap, api_visibility="private", show_progress="hidden")  # on page load
     runs = [
-        (run.click(model_handler(unclip, duration=120), [prompt, n, seed, w, prior_w, steps],
+        (run.click(model_handler(unclip, duration=120), [prompt, n, seed, w, prior_w, steps, up],
                    [images, emb, x_t, status, cos, nearest], api_name="unclip"), status),
-        (why.click(model_handler(compare, duration=120), [prompt, seed, w, steps], [with_prior, without, status],
+        (why.click(model_handler(compare, duration=120), [prompt, seed, w, steps, up], [with_prior, without, status],
                    api_name="unclip_compare"), status),
-        (run_var.click(model_handler(variations, duration=120), [picture, n_var, seed, w, steps],
+        (run_var.click(model_handler(variations, duration=120), [picture, n_var, seed, w, steps, up],
                        [var_images, var_emb, var_xt, var_status], api_name="variations", preprocess=False), var_status),
-        (run_int.click(model_handler(interpolate, duration=120), [pic_a, pic_b, prompt_b, points, seed, w, steps],
+        (run_int.click(model_handler(interpolate, duration=120), [pic_a, pic_b, prompt_b, points, seed, w, steps, up],
                        [strip, int_emb, int_xt, int_status], api_name="interpolate", preprocess=False), int_status),
     ]
     for event, its_status in runs:

@@ -36,18 +36,16 @@ from .cross_attention import TokenCond, TokenCondUNet
 from .ddpm import Schedule
 from .samplers import initial_noise, until_stopped
 from .text2img import GuidedStep, guided_sampler
-from .upsampler import Upsampler, cascade, load_upsampler
+from .upsampler import BUNDLED_UPSAMPLER, UPSAMPLING, Upsampler, cascade, optional_upsampler
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
 BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"
-BUNDLED_UPSAMPLER = ASSETS / "models" / "emoji-upsampler"
 METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
 MAX_IMAGES = 8
 MAX_SCALE = 1000.0
-UPSAMPLING = "upsampling to 64×64"
 Sampler = Literal["DDPM", "DDIM"]
 
 
@@ -65,10 +63,6 @@ class Text2ImgModels:
     def image_size(self) -> int:
         return self.model.image_size
 
-    @property
-    def can_upsample(self) -> bool:
-        """An upsampler is installed and takes this model's image size."""
-        return self.upsampler is not None and self.upsampler.cfg.low_size == self.image_size
 
 
 def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP, *,
@@ -86,9 +80,7 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path =
     noised = None
     if (Path(noised_path) / "noised_clip.json").exists():
         noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
-    upsampler = None
-    if (Path(upsampler_path) / "upsampler_config.json").exists():
-        upsampler = load_upsampler(upsampler_path, device=device.device)
+    upsampler = optional_upsampler(upsampler_path, model.image_size, device.device)
     return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
                           upsampler)
 
@@ -243,7 +235,7 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     images = [grid(x[None], size=128) for x in last.x_prev]
     captions = [f"image {i + 1}" for i in range(len(images))]
     stage = ""
-    if upsample and models.can_upsample and not stopped and not sweep:
+    if upsample and models.upsampler is not None and not stopped and not sweep:
         up = None
         for up in until_stopped(cascade(models.upsampler, last.x_prev, seed), stop):
             yield Text2ImgUpdate(up.t, up.index, up.total, grid(up.x_prev, per_row=per_row),

@@ -34,9 +34,11 @@ from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from ..runs import ModelService
 from .conditional import TextCondUNet, load_cond_model
+from .modality_gap import gap_histogram, modality_gap  # noqa: F401  (the unCLIP tab's gap plot)
 from .ddpm import Schedule
 from .prior import DiffusionPrior, load_prior, slerp
 from .samplers import initial_noise, until_stopped
+from .upsampler import BUNDLED_UPSAMPLER, UPSAMPLING, Upsampler, cascade, optional_upsampler
 from .text2img import guided_sampler
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class UnclipModels:
     clip: ClipModel  # the frozen CLIP both were trained on
     schedule: Schedule  # the decoder's
     device: DeviceChoice
+    upsampler: Upsampler | None = None  # the cascade's second stage (32×32 -> 64×64), when installed
 
     @property
     def image_size(self) -> int:
@@ -63,8 +66,10 @@ class UnclipModels:
 
 
 def load_unclip(prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER, *,
-                device: DeviceChoice, clip: ClipModel | None = None) -> UnclipModels:
-    """Load the prior and the image-conditioned decoder, and their CLIP (reusing `clip` when it is that one)."""
+                device: DeviceChoice, clip: ClipModel | None = None,
+                upsampler_path: str | Path = BUNDLED_UPSAMPLER) -> UnclipModels:
+    """Load the prior and the image-conditioned decoder, their CLIP (reusing `clip` when it is that one) and
+    the upsampler when there is one that takes the decoder's size."""
     prior_path, decoder_path = Path(prior_path), Path(decoder_path)
     if not (prior_path / "prior_config.json").exists():
         raise ModelUnavailable(f"No unCLIP prior in {prior_path}.")
@@ -78,14 +83,15 @@ def load_unclip(prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path
         raise ModelUnavailable("The unCLIP prior and decoder were trained on different CLIPs.")
     if clip is None or clip.spec.spec != decoder.cfg.clip_spec:
         clip = ClipModel.load(decoder.cfg.clip_spec, device)
-    return UnclipModels(prior, decoder, clip, Schedule.make(decoder.cfg.schedule, decoder.cfg.T), device)
+    up = optional_upsampler(upsampler_path, decoder.image_size, device.device)
+    return UnclipModels(prior, decoder, clip, Schedule.make(decoder.cfg.schedule, decoder.cfg.T), device, up)
 
 
 @dataclass
 class UnclipUpdate:
     """A run as it stands. Embeddings are (D,) or (N, D) unit tensors on the CPU."""
 
-    stage: str  # "embeddings" (before decoding), "decoding", "done"
+    stage: str  # "embeddings" (before decoding), "decoding", UPSAMPLING, "done"
     elapsed_s: float
     text: torch.Tensor | None = None  # the prompt's text embedding
     source: torch.Tensor | None = None  # the source image's embedding (variations, interpolation)
@@ -124,8 +130,10 @@ def prior_embeddings(models: UnclipModels, text: torch.Tensor, n: int, seed: int
 
 
 def decode(models: UnclipModels, cond: torch.Tensor, x_T: torch.Tensor, seed: int, *, scale: float, steps: int,
-           stop: threading.Event | None = None, t0: float | None = None, **shown) -> Iterator[UnclipUpdate]:
-    """Decode image embeddings `cond` (B, D) from x_T (B, 3, H, W) with CFG scale w, streaming.
+           stop: threading.Event | None = None, t0: float | None = None, upsample: bool = True,
+           **shown) -> Iterator[UnclipUpdate]:
+    """Decode image embeddings `cond` (B, D) from x_T (B, 3, H, W) with CFG scale w, streaming; then, with
+    `upsample` and an upsampler installed, the cascade's second stage (stage ``UPSAMPLING``).
 
     The last update (``final``) holds the images and their mini-CLIP cosine to the embedding each was
     decoded from; `shown` (text, source, nearest …) is carried on every update for the UI."""
@@ -142,6 +150,11 @@ def decode(models: UnclipModels, cond: torch.Tensor, x_T: torch.Tensor, seed: in
                            x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
     if last is None:
         return
+    if upsample and models.upsampler is not None and last.index == last.total - 1:
+        for st in until_stopped(cascade(models.upsampler, last.x_prev, seed), stop):
+            last = st
+            yield UnclipUpdate(UPSAMPLING, time.time() - t0, condition=cond, t=st.t, index=st.index, total=st.total,
+                               x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
     images = [grid(x[None], size=128) for x in last.x_prev]
     cos = (models.clip.encode_images(images) * cond.cpu()).sum(-1).tolist()
     yield UnclipUpdate("done", time.time() - t0, condition=cond, t=last.t, index=last.index, total=last.total,
@@ -160,7 +173,7 @@ def _noise(models: UnclipModels, n: int, seed: int, shared: bool = False) -> tor
 
 def run_unclip(models: UnclipModels, prompt: str, *, n: int = 4, seed: int = 0, scale: float = 3.0,
                steps: int = 50, prior_guidance: float = 1.0, candidates: int = 2, use_prior: bool = True,
-               nearest: Callable[[torch.Tensor, int], list] | None = None,
+               nearest: Callable[[torch.Tensor, int], list] | None = None, upsample: bool = True,
                stop: threading.Event | None = None) -> Iterator[UnclipUpdate]:
     """Text → prior → decoder. With ``use_prior=False`` the decoder is fed the text embedding itself
     (the "why a prior" comparison); `nearest(embedding, k)` finds real images near the prior's output."""
@@ -178,11 +191,12 @@ def run_unclip(models: UnclipModels, prompt: str, *, n: int = 4, seed: int = 0, 
     shown = dict(text=text, cos_to_text=[round(float(c @ text), 3) for c in cond])
     shown["nearest"] = nearest(cond[0], NEAREST) if nearest is not None else []
     yield UnclipUpdate("embeddings", time.time() - t0, condition=cond, **shown)
-    yield from decode(models, cond, _noise(models, n, seed), seed, scale=scale, steps=steps, stop=stop, t0=t0, **shown)
+    yield from decode(models, cond, _noise(models, n, seed), seed, scale=scale, steps=steps, stop=stop, t0=t0,
+                      upsample=upsample, **shown)
 
 
 def run_variations(models: UnclipModels, image, *, n: int = 4, seed: int = 0, scale: float = 3.0, steps: int = 50,
-                   stop: threading.Event | None = None) -> Iterator[UnclipUpdate]:
+                   upsample: bool = True, stop: threading.Event | None = None) -> Iterator[UnclipUpdate]:
     """Encode a picture and decode n new images of its embedding, each from its own noise."""
     seed, scale, steps = _settings(models, seed, scale, steps)
     n = check_number(n, "The number of variations", 1, MAX_IMAGES, integer=True)
@@ -191,11 +205,11 @@ def run_variations(models: UnclipModels, image, *, n: int = 4, seed: int = 0, sc
     cond = source.expand(n, -1).clone()
     yield UnclipUpdate("embeddings", time.time() - t0, source=source, condition=cond)
     yield from decode(models, cond, _noise(models, n, seed), seed, scale=scale, steps=steps, stop=stop, t0=t0,
-                      source=source)
+                      upsample=upsample, source=source)
 
 
 def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str | None = None, *, points: int = 7,
-                      seed: int = 0, scale: float = 3.0, steps: int = 50,
+                      seed: int = 0, scale: float = 3.0, steps: int = 50, upsample: bool = True,
                       stop: threading.Event | None = None) -> Iterator[UnclipUpdate]:
     """Slerp from image A's embedding to image B's (or, without B, to the prior's image embedding of
     `prompt_b`) and decode each point from the same x_T, so only the embedding changes along the strip."""
@@ -216,7 +230,7 @@ def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str
     cond = torch.stack([slerp(a, b, float(u)) for u in us])  # (points, D)
     yield UnclipUpdate("embeddings", time.time() - t0, source=a, condition=cond)
     for u in decode(models, cond, _noise(models, points, seed, shared=True), seed, scale=scale, steps=steps,
-                    stop=stop, t0=t0, source=a):
+                    stop=stop, t0=t0, upsample=upsample, source=a):
         if u.final:  # where each picture sits on the path: u, and its cosine to each end
             emb = models.clip.encode_images(u.images)
             u.labels = [f"u = {float(x):.2f}" for x in us]
@@ -225,47 +239,13 @@ def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str
         yield u
 
 
-def _rescaled(im: Image.Image, scale: float = 0.85) -> Image.Image:
-    """The same picture shrunk and centred on its corner colour: another view of the same thing."""
-    small = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.BICUBIC)
-    out = Image.new("RGB", im.size, im.getpixel((0, 0)))
-    out.paste(small, ((im.width - small.width) // 2, (im.height - small.height) // 2))
-    return out
-
-
-def modality_gap(clip: ClipModel, images: list[Image.Image], captions: list[str]) -> dict[str, list[float]]:
-    """Cosines that show CLIP's modality gap on true (image, caption) pairs: text–image of a true pair,
-    against image–image of the same picture rescaled (where the decoder's embeddings live) and
-    image–image and text–text of *different* pairs."""
-    img = clip.encode_images(images)
-    view = clip.encode_images([_rescaled(im) for im in images])
-    txt = clip.encode_texts(captions)
-    off = ~torch.eye(len(img), dtype=torch.bool)
-    return {"text–image pair": (img * txt).sum(-1).tolist(),  # short names: the plot's legend is one line
-            "same image": (img * view).sum(-1).tolist(),
-            "image–image": (img @ img.T)[off].tolist(),
-            "text–text": (txt @ txt.T)[off].tolist()}
-
-
-def gap_histogram(gap: dict[str, list[float]], bins: int = 40) -> list[dict]:
-    """Rows {cosine, share, pairs}: each kind's cosines as a histogram over [−0.5, 1] (shares sum to 1)."""
-    edges = torch.linspace(-0.5, 1.0, bins + 1)
-    rows = []
-    for kind, values in gap.items():
-        v = torch.tensor(values).clamp(-0.5, 1.0)
-        counts = torch.histc(v, bins=bins, min=-0.5, max=1.0)
-        share = counts / counts.sum().clamp(min=1)
-        rows += [{"cosine": round(float(c), 3), "share": float(s), "pairs": kind}
-                 for c, s in zip((edges[:-1] + edges[1:]) / 2, share)]
-    return rows
-
-
 class UnclipService(ModelService[UnclipModels]):
     """The bundled unCLIP models (``ModelService``): the prior and the image-conditioned decoder."""
 
     def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
-                 prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER):
-        self.prior_path, self.decoder_path = Path(prior_path), Path(decoder_path)
+                 prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER,
+                 upsampler_path: str | Path = BUNDLED_UPSAMPLER):
+        self.prior_path, self.decoder_path, self.upsampler_path = Path(prior_path), Path(decoder_path), Path(upsampler_path)
         self._gap: list[dict] | None = None
         super().__init__(device, active_clip)
 
@@ -273,7 +253,8 @@ class UnclipService(ModelService[UnclipModels]):
         return [self.prior_path / "prior_config.json", self.decoder_path / "cond_config.json"]
 
     def _load(self) -> UnclipModels:
-        models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._active_clip())
+        models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._active_clip(),
+                             upsampler_path=self.upsampler_path)
         logger.info("unCLIP prior %s and decoder %s loaded", self.prior_path.name, self.decoder_path.name)
         return models
 

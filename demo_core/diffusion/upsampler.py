@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import ASSETS
 from .ddpm import Schedule, q_sample
 from .samplers import Step, run_sampler
 
+BUNDLED_UPSAMPLER = ASSETS / "models" / "emoji-upsampler"
 SAMPLE_AUG = 0.1  # the augmentation level the app samples with, as a share of T (s = 100 of 1000; training: s ≤ 250)
 
 
@@ -59,8 +61,8 @@ class Upsampler(nn.Module):
         return min(self.cfg.max_aug, round(SAMPLE_AUG * self.cfg.T))
 
     def enlarge(self, low: torch.Tensor) -> torch.Tensor:
-        """(B, 3, low, low) -> (B, 3, size, size), bicubic (the conditioning input's geometry)."""
-        return F.interpolate(low, size=(self.cfg.size, self.cfg.size), mode="bicubic", align_corners=False)
+        """(B, 3, h, w) -> (B, 3, h·f, w·f) with f = size / low_size, bicubic (the conditioning input's geometry)."""
+        return F.interpolate(low, scale_factor=self.cfg.size / self.cfg.low_size, mode="bicubic", align_corners=False)
 
     def augment(self, low: torch.Tensor, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """z_s = √ᾱ_s·low + √(1−ᾱ_s)·ε′ (s = 0: the image itself), at the low resolution."""
@@ -72,16 +74,16 @@ class Upsampler(nn.Module):
         return self.unet(torch.cat([x_t, self.enlarge(z)], 1), k, class_labels=s).sample
 
 
-def build_upsampler(cfg: UpsamplerConfig, block_out_channels: tuple[int, ...] = (32, 64, 64, 128)) -> Upsampler:
-    """The upsampler's UNet: plain residual blocks, self-attention only at the lowest resolution."""
+def build_upsampler(cfg: UpsamplerConfig, block_out_channels: tuple[int, ...] = (32, 48, 64, 96)) -> Upsampler:
+    """The upsampler's UNet: residual blocks only. Without self-attention it is a local operator, so it can
+    train on crops and draw whole pictures (Imagen's super-resolution models drop attention for that)."""
     from diffusers import UNet2DModel
 
     n = len(block_out_channels)
     unet = UNet2DModel(
         sample_size=cfg.size, in_channels=6, out_channels=3, layers_per_block=1,
         block_out_channels=tuple(block_out_channels), norm_num_groups=8,
-        down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
-        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
         class_embed_type="timestep",
     )
     return Upsampler(unet, cfg)
@@ -125,6 +127,7 @@ def load_upsampler(path: str | Path, device="cpu") -> Upsampler:
     return Upsampler(unet, cfg).to(device).eval()
 
 
+UPSAMPLING = "upsampling to 64×64"  # the stage's name in the views' updates
 UPSAMPLE_STEPS = 25  # DDIM steps of the upsampler in the app (its cost: bench/bench_upsampler.py)
 
 
@@ -138,3 +141,11 @@ def cascade(model: Upsampler, low: torch.Tensor, seed: int, *, steps: int = UPSA
     size = model.cfg.size
     x_T = initial_noise((low.shape[0], 3, size, size), g, device=low.device, remove_colour_mean=True)
     yield from upsample_steps(model, low.clamp(-1, 1), x_T, g, steps=steps, aug=aug)
+
+
+def optional_upsampler(path: str | Path, low_size: int, device="cpu") -> Upsampler | None:
+    """The upsampler in `path` if one is installed there and takes `low_size` images, else None."""
+    if not (Path(path) / "upsampler_config.json").exists():
+        return None
+    model = load_upsampler(path, device=device)
+    return model if model.cfg.low_size == low_size else None
