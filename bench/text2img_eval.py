@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from demo_core.clip.model import ClipModel  # noqa: E402
 from demo_core.clip.noised import load_noised_clip  # noqa: E402
-from demo_core.diffusion.conditional import load_cond_model  # noqa: E402
+from demo_core.diffusion.conditional import batch_cond, load_cond_model  # noqa: E402
+from demo_core.diffusion.samplers import initial_noise  # noqa: E402
+from demo_core.diffusion.text2img_view import prompt_condition  # noqa: E402
 from demo_core.diffusion.ddpm import Schedule  # noqa: E402
 from demo_core.diffusion.text2img import guided_sampler  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS, dominant_colour  # noqa: E402
@@ -33,10 +35,15 @@ from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
 COLOUR_PROMPTS = {c: f"a {c} heart" for c in ("red", "yellow", "green", "blue", "purple")}
 
 
+RAW_NOISE = False  # --raw-noise: x_T as drawn (the figures before the app removed its colour mean)
+
+
 def sample(model, s, cond, scales, seeds, *, method, noised=None, steps=50):
-    """Images (len(scales), len(seeds), 3, H, W) in [-1, 1]: every scale from the same seeds' noise."""
+    """Images (len(scales), len(seeds), 3, H, W) in [-1, 1]: every scale from the same seeds' noise, drawn
+    as the app draws it (``initial_noise`` with the colour mean removed) unless RAW_NOISE."""
     size = model.unet.config.sample_size
-    noise = torch.stack([torch.randn(3, size, size, generator=torch.Generator().manual_seed(sd)) for sd in seeds])
+    noise = torch.cat([initial_noise((1, 3, size, size), torch.Generator().manual_seed(sd),
+                                     remove_colour_mean=not RAW_NOISE) for sd in seeds])
     x = noise.repeat(len(scales), 1, 1, 1)  # (S*N, 3, H, W), scale-major
     w = torch.tensor(scales, dtype=torch.float32).repeat_interleave(len(seeds))
     g = torch.Generator().manual_seed(0)
@@ -60,13 +67,13 @@ def condition_effect(model, s, clip, ts=(900, 500, 100), n=16) -> dict:
     group prompts, on pure-noise-started x_t = √ᾱ_t·0 + √(1−ᾱ_t)·ε (no data needed), at a few t."""
     g = torch.Generator().manual_seed(0)
     size = model.unet.config.sample_size
-    conds = clip.encode_texts(list(GROUP_PROMPTS.values()))  # (G, D)
+    conds = [prompt_condition(model, clip, p)[0] for p in GROUP_PROMPTS.values()]
     out = {}
     for t in ts:
         x = (1 - s.alpha_bars[t]).sqrt().float() * torch.randn(n, 3, size, size, generator=g)
         k = torch.full((n,), t - 1)
         e0 = model(x, k, model.null(n))
-        rel = [float(((model(x, k, c.expand(n, -1)) - e0).flatten(1).norm(dim=1) / e0.flatten(1).norm(dim=1)).mean())
+        rel = [float(((model(x, k, batch_cond(c, n)) - e0).flatten(1).norm(dim=1) / e0.flatten(1).norm(dim=1)).mean())
                for c in conds]
         out[f"t={t}"] = round(sum(rel) / len(rel), 4)
     return out
@@ -103,8 +110,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="write the figures here as JSON")
+    ap.add_argument("--raw-noise", action="store_true", help="x_T as drawn, colour mean kept (the old figures)")
     ap.add_argument("--grid", default=None, help="write a sample grid (prompts × CFG scales) here as PNG")
     args = ap.parse_args(argv)
+    global RAW_NOISE
+    RAW_NOISE = args.raw_noise
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_cond_model(args.model)
@@ -124,7 +134,7 @@ def main(argv=None) -> int:
     shape_hits = {m: torch.zeros(len(sc)) for m, sc in (("cfg", cfg_scales), ("clip", clip_scales))}
     div = torch.zeros(len(cfg_scales))
     for group, prompt in GROUP_PROMPTS.items():
-        cond = clip.encode_texts([prompt])[0]
+        cond = prompt_condition(model, clip, prompt)[0]
         imgs, res["time_per_image_step_s"]["cfg"] = sample(model, s, cond, cfg_scales, seeds, method="cfg",
                                                            steps=args.steps)
         grid_rows.append(imgs[:, 0])
@@ -144,13 +154,13 @@ def main(argv=None) -> int:
         res["clip"]["shape"] = [round(float(h) / n, 3) for h in shape_hits["clip"]]
     colour_hits = torch.zeros(len(cfg_scales))
     for colour, prompt in COLOUR_PROMPTS.items():
-        cond = clip.encode_texts([prompt])[0]
+        cond = prompt_condition(model, clip, prompt)[0]
         imgs, _ = sample(model, s, cond, cfg_scales, seeds, method="cfg", steps=args.steps)
         grid_rows.append(imgs[:, 0])
         for i in range(len(cfg_scales)):
             colour_hits[i] += sum(dominant_colour((im + 1) / 2) == colour for im in imgs[i])
     res["cfg"]["colour"] = [round(float(h) / (len(COLOUR_PROMPTS) * len(seeds)), 3) for h in colour_hits]
-    cond = clip.encode_texts(["a heart"])[0]
+    cond = prompt_condition(model, clip, "a heart")[0]
     _, res["time_per_image_step_s"]["none"] = sample(model, s, cond, [0.0], seeds, method="none", steps=args.steps)
     res["condition_effect"] = condition_effect(model, s, clip)
     res["first_frame_s"] = first_frame(args.model, args.noised_clip)

@@ -152,3 +152,17 @@ def test_text_to_image_with_a_token_model_shows_which_word_looked_where(tmp_path
         assert plain.attention == []  # no prompt, nothing to attend to
     finally:
         engine.close()
+
+
+def test_a_noised_clip_trained_for_another_clip_does_not_guide(tmp_path, caplog):
+    """The bundled noised CLIP was trained on mini-clip-v1's image tower; a model conditioned on mini-clip
+    must not be steered by its scores (another embedding space): CLIP guidance is off, and the log says why."""
+    from demo_core.device import pick_device
+    from demo_core.diffusion.text2img_view import BUNDLED_NOISED_CLIP, load_text2img
+
+    model = TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64),
+                          CondConfig(T=50, token_width=64, clip_spec="mini-clip"))
+    save_cond_model(model, tmp_path / "m", dtype=torch.float32)
+    with caplog.at_level("WARNING"):
+        models = load_text2img(tmp_path / "m", BUNDLED_NOISED_CLIP, device=pick_device("cpu"))
+    assert models.noised is None and "trained for mini-clip-v1" in caplog.text

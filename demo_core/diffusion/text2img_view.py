@@ -78,8 +78,14 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path =
     if clip is None or clip.spec.spec != model.cfg.clip_spec:
         clip = ClipModel.load(model.cfg.clip_spec, device)
     noised = None
-    if (Path(noised_path) / "noised_clip.json").exists():
-        noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
+    meta = Path(noised_path) / "noised_clip.json"
+    if meta.exists():
+        base = json.loads(meta.read_text()).get("base_clip", model.cfg.clip_spec)
+        if base == model.cfg.clip_spec:
+            noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
+        else:  # its scores would live in another embedding space than the prompt's
+            logger.warning("CLIP guidance is off: the noised CLIP in %s was trained for %s, the text-to-image model "
+                           "is conditioned on %s", noised_path, base, model.cfg.clip_spec)
     upsampler = optional_upsampler(upsampler_path, model.image_size, device.device)
     return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
                           upsampler)
@@ -189,7 +195,7 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     if sampler not in ("DDPM", "DDIM"):
         raise InputError(f"Unknown sampler '{sampler}': use DDPM or DDIM.")
     if method == "clip" and models.noised is None:
-        raise ModelUnavailable("CLIP guidance needs the noised CLIP, which is not installed here.")
+        raise ModelUnavailable("CLIP guidance needs a noised CLIP trained for this model's CLIP; none is installed here.")
     scale = check_number(scale, "The guidance scale", 0, MAX_SCALE)
     steps = check_number(steps, "DDIM steps", 1, models.schedule.T, integer=True)
     seed = check_seed(seed)
@@ -254,14 +260,19 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
 
 
 def _condition(models: Text2ImgModels, prompt: str | None):
-    """What the model is conditioned on for `prompt`: its pooled text embedding, or for a model that also
-    reads tokens a ``TokenCond``; and the prompt's tokens as text (for the attention maps). None for no prompt."""
+    """``prompt_condition`` for the loaded models; (None, ()) for no prompt."""
     if not prompt:
         return None, ()
-    if isinstance(models.model, TokenCondUNet):
-        f = encode_tokens(models.clip, [prompt])
+    return prompt_condition(models.model, models.clip, prompt, models.device.device)
+
+
+def prompt_condition(model: TextCondUNet, clip: ClipModel, prompt: str, device=None):
+    """What `model` is conditioned on for `prompt`: its pooled text embedding (D,), or for a model that also
+    reads tokens a ``TokenCond``; and the prompt's tokens as text (for the attention maps)."""
+    if isinstance(model, TokenCondUNet):
+        f = encode_tokens(clip, [prompt])
         return TokenCond(f.pooled, f.tokens, f.mask), tuple(f.words[0])
-    return models.clip.encode_texts([prompt])[0].to(models.device.device), ()
+    return clip.encode_texts([prompt])[0].to(device), ()
 
 
 class Text2ImgService(ModelService[Text2ImgModels]):
