@@ -127,6 +127,41 @@ class DiffusionStep:
         return {"loss": round(self.running, 5)}
 
 
+def train_with_ema(run_dir: str | Path, cfg, model: torch.nn.Module, loss_at: Callable[[int], torch.Tensor], *,
+                   log_every: int = 25, weight_decay: float = 0.0, stop_at: int | None = None,
+                   loss_key: str = "final_loss_ema50") -> tuple[torch.nn.Module, dict]:
+    """What the diffusion trainers share: AdamW, ``DiffusionStep`` (clipped step and EMA) and ``train_loop``
+    (resume, checkpoints, log) over ``loss_at(step)``, the loss of batch `step`. Returns the EMA model and
+    the run's ``summary``."""
+    import copy
+
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=weight_decay)
+    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
+    model.train()
+    step, log = train_loop(run_dir, cfg, opt, lambda i: optimise(loss_at(i)),
+                           state={"model": model, "ema": ema, "opt": opt}, log_every=log_every, stop_at=stop_at)
+    return ema, summary(step, log, loss_key)
+
+
+def checkpoint_ema(run_dir: str | Path, config_from: Callable[[dict], object], build: Callable[[object], torch.nn.Module],
+                   loss_key: str = "final_loss_ema50") -> tuple[object, torch.nn.Module, dict]:
+    """A diffusion run's latest checkpoint as (config, EMA model, summary with "of_steps"): what an export of an
+    unfinished run needs. `config_from` turns the saved config dict back into the trainer's config."""
+    state = load_checkpoint(run_dir)
+    cfg = config_from(dict(state["config"]))
+    ema = build(cfg)
+    ema.load_state_dict(state["ema"])
+    return cfg, ema, {**summary(state["step"], state["log"], loss_key), "of_steps": cfg.steps}
+
+
+def min_snr_weights(alpha_bars: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The min-SNR-γ loss weight of each t (Hang et al. 2023): min(SNR(t), γ) / SNR(t), SNR = ᾱ/(1 − ᾱ).
+    It stops the many nearly noise-free timesteps from dominating a short run."""
+    snr = alpha_bars / (1 - alpha_bars).clamp(min=1e-12)
+    return (snr.clamp(max=gamma) / snr).float()
+
+
 def debias_ema(ema_state: dict, init_state: dict, decay: float, steps: int) -> dict:
     """Remove the initial weights' share from an EMA, as Adam bias-corrects its moments.
 

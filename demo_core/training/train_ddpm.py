@@ -17,7 +17,6 @@ exported folder is a diffusers ``DDPMPipeline`` (unet/ + scheduler/), loaded wit
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ import torch
 
 from ..diffusion.ddpm import Schedule, q_sample
 from .emoji_data import EmojiData, augment_batch
-from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
+from .loop import checkpoint_ema, debias_ema, seed_run, train_with_ema, training_cli
 
 
 @dataclass
@@ -98,29 +97,22 @@ def train(data_dir: str, run_dir: str, cfg: DdpmConfig, export: str | None = Non
     data = EmojiData.load(data_dir, split="train")
     s = Schedule.make(cfg.schedule, cfg.T)
     model = build_unet(cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
-    def step_fn(step: int) -> dict:
+    def loss_at(step: int) -> torch.Tensor:
         x_t, t, eps = make_batch(data, step, cfg, s)
         # diffusers' UNet counts timesteps k = t - 1 (0..T-1)
-        return optimise(torch.nn.functional.mse_loss(model(x_t, t - 1).sample, eps))
+        return torch.nn.functional.mse_loss(model(x_t, t - 1).sample, eps)
 
-    model.train()
-    step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
-                           log_every=50, stop_at=stop_at)
-    result = {**summary(step, log, "final_loss_ema100"), "train_emoji": len(data)}
+    ema, result = train_with_ema(run_dir, cfg, model, loss_at, log_every=50, weight_decay=cfg.weight_decay,
+                                 stop_at=stop_at, loss_key="final_loss_ema100")
+    result["train_emoji"] = len(data)
     return _export(ema, cfg, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str) -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run) as a DDPMPipeline folder."""
-    state = load_checkpoint(run_dir)
-    cfg = DdpmConfig(**{**state["config"], "block_out_channels": tuple(state["config"]["block_out_channels"])})
-    ema = build_unet(cfg)
-    ema.load_state_dict(state["ema"])
-    result = {**summary(state["step"], state["log"], "final_loss_ema100"), "of_steps": cfg.steps}
+    config_from = lambda c: DdpmConfig(**{**c, "block_out_channels": tuple(c["block_out_channels"])})  # noqa: E731
+    cfg, ema, result = checkpoint_ema(run_dir, config_from, build_unet, loss_key="final_loss_ema100")
     return _export(ema, cfg, export, result)
 
 

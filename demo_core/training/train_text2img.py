@@ -20,7 +20,6 @@ often, so the few cars and flowers are seen as often as the many flags.
 """
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from ..diffusion.ddpm import Schedule, q_sample
 from .banks import caption_bank, image_bank, token_bank
 from .emoji_data import EmojiData, augment_batch
 from .emoji_groups import sampling_weights
-from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
+from .loop import checkpoint_ema, debias_ema, min_snr_weights, seed_run, train_with_ema, training_cli
 
 
 @dataclass
@@ -134,33 +133,23 @@ def train(data_dir: str, run_dir: str, cfg: Text2ImgConfig, export: str | None =
             raise ValueError(f"{cfg.clip_spec}'s tokens are {tokens[0].shape[-1]} wide; set token_width to that.")
     weights = sampling_weights(data, cfg.group_share)
     s = Schedule.make(cfg.schedule, cfg.T)
-    snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)  # (T+1,), index t
-    loss_w = (snr.clamp(max=cfg.min_snr_gamma) / snr).float()  # min-SNR-γ weight of each t
+    loss_w = min_snr_weights(s.alpha_bars, cfg.min_snr_gamma)
     seed_run(cfg.seed, threads)
     model = initial_model(cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
-    def step_fn(step: int) -> dict:
+    def loss_at(step: int) -> torch.Tensor:
         x_t, t, eps, e = make_batch(data, bank, weights, step, cfg, s, tokens)
         per_sample = (model(x_t, t - 1, e) - eps).pow(2).mean(dim=(1, 2, 3))  # (B,); the UNet counts k = t − 1
-        return optimise((loss_w[t] * per_sample).mean())
+        return (loss_w[t] * per_sample).mean()
 
-    model.train()
-    step, log = train_loop(run, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
-                           log_every=25, stop_at=stop_at)
-    result = {**summary(step, log, "final_loss_ema50"), "train_emoji": len(data)}
+    ema, result = train_with_ema(run, cfg, model, loss_at, stop_at=stop_at)
+    result["train_emoji"] = len(data)
     return _export(ema, cfg, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str) -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run)."""
-    state = load_checkpoint(run_dir)
-    cfg = _config_from_state(state)
-    ema = initial_model(cfg)
-    ema.load_state_dict(state["ema"])
-    result = {**summary(state["step"], state["log"], "final_loss_ema50"), "of_steps": cfg.steps}
+    cfg, ema, result = checkpoint_ema(run_dir, lambda c: _config_from_state({"config": c}), initial_model)
     return _export(ema, cfg, export, result)
 
 

@@ -17,7 +17,6 @@ detail; 128 px would not: the glyphs have 96). The network has no attention, so 
 """
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import asdict, dataclass
 
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from ..diffusion.ddpm import Schedule, q_sample
 from ..diffusion.upsampler import Upsampler, UpsamplerConfig, build_upsampler, save_upsampler
 from .emoji_data import EmojiData, augment_batch
-from .loop import DiffusionStep, debias_ema, load_checkpoint, seed_run, summary, train_loop, training_cli
+from .loop import checkpoint_ema, debias_ema, min_snr_weights, seed_run, train_with_ema, training_cli
 
 
 @dataclass
@@ -79,34 +78,25 @@ def train(data_dir: str, run_dir: str, cfg: UpsamplerTrainConfig, export: str | 
     """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
     data = EmojiData.load(data_dir, split="train")
     s = Schedule.make(cfg.schedule, cfg.T)
-    snr = s.alpha_bars / (1 - s.alpha_bars).clamp(min=1e-12)
-    loss_w = (snr.clamp(max=cfg.min_snr_gamma) / snr).float()
+    loss_w = min_snr_weights(s.alpha_bars, cfg.min_snr_gamma)
     seed_run(cfg.seed, threads)
     model = initial_model(cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    optimise = DiffusionStep(model, opt, ema, cfg.ema_decay)
 
-    def step_fn(step: int) -> dict:
+    def loss_at(step: int) -> torch.Tensor:
         x_t, t, eps, z, aug = make_batch(data, step, cfg, s)
         per_sample = (model(x_t, t - 1, z, aug) - eps).pow(2).mean(dim=(1, 2, 3))
-        return optimise((loss_w[t] * per_sample).mean())
+        return (loss_w[t] * per_sample).mean()
 
-    model.train()
-    step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "ema": ema, "opt": opt},
-                           log_every=25, stop_at=stop_at)
-    result = {**summary(step, log, "final_loss_ema50"), "train_emoji": len(data)}
+    ema, result = train_with_ema(run_dir, cfg, model, loss_at, stop_at=stop_at)
+    result["train_emoji"] = len(data)
     return _export(ema, cfg, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str) -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run)."""
-    state = load_checkpoint(run_dir)
-    c = dict(state["config"])
-    cfg = UpsamplerTrainConfig(**{**c, "block_out_channels": tuple(c["block_out_channels"])})
-    ema = initial_model(cfg)
-    ema.load_state_dict(state["ema"])
-    return _export(ema, cfg, export, {**summary(state["step"], state["log"], "final_loss_ema50"), "of_steps": cfg.steps})
+    config_from = lambda c: UpsamplerTrainConfig(**{**c, "block_out_channels": tuple(c["block_out_channels"])})  # noqa: E731
+    cfg, ema, result = checkpoint_ema(run_dir, config_from, initial_model)
+    return _export(ema, cfg, export, result)
 
 
 def _export(ema: Upsampler, cfg: UpsamplerTrainConfig, out: str, result: dict) -> dict:
