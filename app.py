@@ -38,24 +38,20 @@ def examples_cache(engine: Engine) -> str:
     return str(Path(EXAMPLES_CACHE) / hashlib.sha1(key.encode()).hexdigest()[:16])
 
 
+TABS = (("Zero-shot labels", "zero-shot", zero_shot), ("Search", "search", search),
+        ("Diffusion step by step", "diffusion", diffusion), ("Text to image", "text-to-image", text_to_image),
+        ("unCLIP", "unclip", unclip), ("How CLIP learns", "clip-learns", clip_learns))  # the lecture's order
+
+
 def build_demo(engine: Engine) -> gr.Blocks:
     """The whole page: title, status, and the tabs in the lecture's order."""
     os.environ["GRADIO_EXAMPLES_CACHE"] = examples_cache(engine)
     with gr.Blocks(title="CLIP & Diffusion Lab") as demo:
         gr.Markdown("# CLIP & Diffusion Lab\nSee how CLIP and diffusion models work, on your own images.")
         status.build(engine)
-        with gr.Tab("Zero-shot labels", id="zero-shot"):
-            zero_shot.build(engine)
-        with gr.Tab("Search", id="search"):
-            search.build(engine)
-        with gr.Tab("Diffusion step by step", id="diffusion"):
-            diffusion.build(engine)
-        with gr.Tab("Text to image", id="text-to-image"):
-            text_to_image.build(engine)
-        with gr.Tab("unCLIP", id="unclip"):
-            unclip.build(engine)
-        with gr.Tab("How CLIP learns", id="clip-learns"):
-            clip_learns.build(engine)
+        for name, tab_id, tab in TABS:
+            with gr.Tab(name, id=tab_id):
+                tab.build(engine)
     return demo
 
 

@@ -209,3 +209,17 @@ def resolve_clip_spec(requested: str | None = None, *, probe_timeout: float = HU
         why = f"the Hugging Face hub did not answer within {probe_timeout:g} s"
     logger.warning("using the bundled %s instead of %s: %s", bundled.display, spec.display, why)
     return Resolution(bundled, f"{bundled.display}: {why}", fallback=True)
+
+
+def model_folder(out: str | Path, config_name: str, config, meta: dict | None = None) -> Path:
+    """Create a bundled model's folder and write its config dataclass (`config_name`, JSON) and, when given, its
+    training record (``training_meta.json``); the caller writes the weights beside them."""
+    import json
+    from dataclasses import asdict
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / config_name).write_text(json.dumps(asdict(config), indent=1))
+    if meta is not None:
+        (out / "training_meta.json").write_text(json.dumps(meta, indent=1))
+    return out

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..registry import model_folder
 
 
 @dataclass
@@ -96,15 +98,11 @@ def save_cond_model(model: TextCondUNet, out: str | Path, meta: dict | None = No
     """Write the folder: unet/ (diffusers), cond_proj.safetensors, cond_config.json, training_meta.json."""
     from safetensors.torch import save_file
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = model_folder(out, "cond_config.json", model.cfg, meta)
     model.unet.to(dtype).save_pretrained(out / "unet", safe_serialization=True)
     model.unet.float()
     save_file({k: v.to(dtype).contiguous() for k, v in model.cond_proj.state_dict().items()},
               str(out / "cond_proj.safetensors"))
-    (out / "cond_config.json").write_text(json.dumps(asdict(model.cfg), indent=1))
-    if meta is not None:
-        (out / "training_meta.json").write_text(json.dumps(meta, indent=1))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip.noised import timestep_features
+from ..registry import model_folder
 from .ddpm import Schedule
 from .samplers import run_sampler
 
@@ -97,12 +98,8 @@ class DiffusionPrior(nn.Module):
 def save_prior(prior: DiffusionPrior, out: str | Path, meta: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = model_folder(out, "prior_config.json", prior.cfg, meta)
     save_file({k: v.contiguous() for k, v in prior.state_dict().items()}, str(out / "prior.safetensors"))
-    (out / "prior_config.json").write_text(json.dumps(asdict(prior.cfg), indent=1))
-    if meta is not None:
-        (out / "training_meta.json").write_text(json.dumps(meta, indent=1))
     return out
 
 

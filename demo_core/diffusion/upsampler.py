@@ -22,7 +22,7 @@ A folder holds ``unet/`` (diffusers ``UNet2DModel``, 6 input channels) and ``ups
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ASSETS
+from ..registry import ASSETS, model_folder
 from .ddpm import Schedule, q_sample
 from .samplers import Step, run_sampler
 
@@ -107,13 +107,9 @@ def upsample_steps(model: Upsampler, low: torch.Tensor, x_T: torch.Tensor, gener
 
 def save_upsampler(model: Upsampler, out: str | Path, meta: dict | None = None, dtype=torch.float16) -> Path:
     """Write the folder: unet/ (diffusers), upsampler_config.json, training_meta.json."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = model_folder(out, "upsampler_config.json", model.cfg, meta)
     model.unet.to(dtype).save_pretrained(out / "unet", safe_serialization=True)
     model.unet.float()
-    (out / "upsampler_config.json").write_text(json.dumps(asdict(model.cfg), indent=1))
-    if meta is not None:
-        (out / "training_meta.json").write_text(json.dumps(meta, indent=1))
     return out
 
 
