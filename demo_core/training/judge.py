@@ -7,6 +7,13 @@ embeddings or diffusion samples, only real emoji renders of the training split (
 random backgrounds, scaled, shifted, slightly rotated, with mild noise and blur so that the
 softness of 32×32 samples is not foreign to it). Its own held-out accuracy on the held-out split's
 renders is measured first and reported beside every adherence figure.
+
+**The second judge** (``--second``, ``assets/models/emoji-judge-2``) checks that the first is not
+flattered (the first helped choose checkpoints): another architecture (``ConvMixerJudge``: patches and
+depthwise/pointwise mixing, no pooling pyramid) and another split — it trains on every emoji of the
+shape groups, held-out ones too, but only as drawn in the *other* art styles (Twemoji, Fluent flat,
+modern and high-contrast), never in Noto, the style every diffusion model here was trained on. Its
+held-out figure is its accuracy on the Noto renders of all group emoji: a style it never saw.
 """
 from __future__ import annotations
 
@@ -44,9 +51,37 @@ class Judge(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))  # global average pool: (B, 4w)
 
 
-def group_data(data_dir: str, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """RGBA glyphs (N, 4, S, S), group labels (N,) and names of the split's emoji that have a group."""
-    data = EmojiData.load(data_dir, split=split)
+class ConvMixerJudge(nn.Module):
+    """The second judge's architecture (ConvMixer, Trockman & Kolter 2022): a 2×2 patch embedding, then
+    `depth` blocks of a residual depthwise 5×5 convolution and a pointwise one at 16×16, average-pooled."""
+
+    def __init__(self, n_groups: int = len(GROUP_NAMES), width: int = 96, depth: int = 6):
+        super().__init__()
+        act = nn.GELU
+        self.embed = nn.Sequential(nn.Conv2d(3, width, 2, stride=2), act(), nn.BatchNorm2d(width))
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"mix": nn.Sequential(nn.Conv2d(width, width, 5, padding=2, groups=width), act(),
+                                                nn.BatchNorm2d(width)),
+                           "point": nn.Sequential(nn.Conv2d(width, width, 1), act(), nn.BatchNorm2d(width))})
+            for _ in range(depth))
+        self.head = nn.Linear(width, n_groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        for b in self.blocks:
+            h = b["point"](h + b["mix"](h))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+ARCHITECTURES = {"cnn": Judge, "convmixer": ConvMixerJudge}
+OTHER_STYLES = ("twemoji", "fluent-flat", "fluent-modern", "fluent-high-contrast")  # the second judge's data
+
+
+def group_data(data_dir: str, split: str | None, styles: tuple[str, ...] = ("noto",)
+               ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """RGBA glyphs (N, 4, S, S), group labels (N,) and names of the split's emoji (None: all) that have a
+    group, drawn in `styles`."""
+    data = EmojiData.load(data_dir, split=split, styles=styles)
     keep = [(i, GROUP_NAMES.index(g)) for i, r in enumerate(data.records) if (g := group_of(r))]
     idx = torch.tensor([i for i, _ in keep])
     return data.glyphs[idx], torch.tensor([y for _, y in keep]), [data.records[i]["name"] for i, _ in keep]
@@ -79,7 +114,7 @@ def eval_renders(glyphs: torch.Tensor, n: int, seed: int = 1234) -> torch.Tensor
 
 
 @torch.inference_mode()
-def accuracy(model: Judge, glyphs: torch.Tensor, labels: torch.Tensor, n: int = 8) -> dict:
+def accuracy(model: nn.Module, glyphs: torch.Tensor, labels: torch.Tensor, n: int = 8) -> dict:
     """Accuracy over n fixed white-background renders per emoji: overall, per group, balanced."""
     model.eval()
     pred = model(eval_renders(glyphs, n)).argmax(1)
@@ -91,13 +126,16 @@ def accuracy(model: Judge, glyphs: torch.Tensor, labels: torch.Tensor, n: int = 
             "emoji": int(labels.shape[0]), "renders_each": n}
 
 
-def train_judge(data_dir: str, *, steps: int = 1500, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[Judge, dict]:
+def train_judge(data_dir: str, *, steps: int = 1500, batch: int = 64, lr: float = 2e-3, seed: int = 0,
+                second: bool = False) -> tuple[nn.Module, dict]:
+    """The first judge (a CNN on the training split's Noto renders) or, with `second`, the ConvMixer on
+    every group emoji in the other art styles."""
     torch.manual_seed(seed)
-    glyphs, labels, _ = group_data(data_dir, "train")
+    glyphs, labels, _ = group_data(data_dir, None, OTHER_STYLES) if second else group_data(data_dir, "train")
     g = torch.Generator().manual_seed(seed)
     # balanced draws: each group equally likely, then an emoji of it
     w = torch.tensor([1.0 / (labels == y).sum() for y in labels])
-    model = Judge()
+    model = ConvMixerJudge() if second else Judge()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     t0 = time.time()
@@ -113,10 +151,12 @@ def train_judge(data_dir: str, *, steps: int = 1500, batch: int = 64, lr: float 
             print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "elapsed_s": round(time.time() - t0, 1)}),
                   flush=True)
     return model.eval(), {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_time_s": round(time.time() - t0, 1),
-                          "train_emoji": int(labels.shape[0])}
+                          "train_emoji": int(labels.shape[0]), "arch": "convmixer" if second else "cnn",
+                          "trained_on": "every group emoji in " + ", ".join(OTHER_STYLES) if second
+                          else "the training split's group emoji in noto"}
 
 
-def save_judge(model: Judge, out: str | Path, meta: dict) -> Path:
+def save_judge(model: nn.Module, out: str | Path, meta: dict) -> Path:
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -126,20 +166,21 @@ def save_judge(model: Judge, out: str | Path, meta: dict) -> Path:
     return out
 
 
-def load_judge(path: str | Path) -> Judge:
+def load_judge(path: str | Path) -> nn.Module:
     from safetensors.torch import load_file
 
     path = Path(path)
-    groups = json.loads((path / "judge.json").read_text())["groups"]
+    meta = json.loads((path / "judge.json").read_text())
+    groups = meta["groups"]
     if tuple(groups) != GROUP_NAMES:
         raise ValueError(f"The judge in {path} was trained on groups {groups}, not {list(GROUP_NAMES)}; retrain it.")
-    model = Judge()
+    model = ARCHITECTURES[meta.get("arch", "cnn")]()
     model.load_state_dict(load_file(str(path / "judge.safetensors")))
     return model.eval()
 
 
 @torch.inference_mode()
-def judge_groups(model: Judge, images: torch.Tensor) -> list[str]:
+def judge_groups(model: nn.Module, images: torch.Tensor) -> list[str]:
     """Images (B, 3, 32, 32) in [-1, 1] (resized if another size) -> the group name of each."""
     if images.shape[-1] != 32:
         images = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
@@ -153,16 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--second", action="store_true", help="the second judge: ConvMixer, trained on the other "
+                    "art styles only (write it to assets/models/emoji-judge-2)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, meta = train_judge(args.data, steps=args.steps, seed=args.seed)
+        model, meta = train_judge(args.data, steps=args.steps, seed=args.seed, second=args.second)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    held = group_data(args.data, "heldout")
-    train = group_data(args.data, "train")
+    if args.second:  # held out: the Noto style itself, on every group emoji
+        held, train = group_data(args.data, None), group_data(args.data, None, OTHER_STYLES)
+    else:
+        held, train = group_data(args.data, "heldout"), group_data(args.data, "train")
     meta["heldout"] = accuracy(model, held[0], held[1])
     meta["train"] = accuracy(model, train[0], train[1])
     save_judge(model, args.out, meta)
