@@ -40,3 +40,20 @@ def test_a_blank_image_has_no_colour_and_a_glyph_is_named_by_its_opaque_pixels()
     glyph[3, :6, :6] = 1.0
     glyph[:3, 6:, 6:] = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)  # transparent red: ignored
     assert glyph_colour(glyph) == "blue"
+
+
+def test_each_judge_loads_back_as_its_own_architecture(tmp_path):
+    """The second judge is a ConvMixer: judge.json names the architecture, and loading builds that one."""
+    import torch
+
+    from demo_core.training.judge import ConvMixerJudge, Judge, load_judge, save_judge
+
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    for cls, arch in ((Judge, "cnn"), (ConvMixerJudge, "convmixer")):
+        torch.manual_seed(0)
+        model = cls().eval()
+        save_judge(model, tmp_path / arch, {"arch": arch})
+        back = load_judge(tmp_path / arch)
+        assert type(back) is cls
+        with torch.no_grad():
+            assert torch.allclose(model(x), back(x), atol=1e-6)
