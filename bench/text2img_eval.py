@@ -103,6 +103,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "assets/models/emoji-text2img"))
     ap.add_argument("--judge", default=str(ROOT / "assets/models/emoji-judge"))
+    ap.add_argument("--judge2", default=str(ROOT / "assets/models/emoji-judge-2"),
+                    help="the second judge (another architecture and split), when present")
     ap.add_argument("--noised-clip", default=str(ROOT / "assets/models/noised-clip"))
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--cfg-scales", default="0,1,2,3,5,8")
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
     clip = ClipModel.load(model.cfg.clip_spec, device="cpu")
     judge = load_judge(args.judge)
     judge_meta = json.loads((Path(args.judge) / "judge.json").read_text())
+    judge2 = load_judge(args.judge2) if (Path(args.judge2) / "judge.json").exists() else None
     noised = load_noised_clip(args.noised_clip, clip.model.visual) if Path(args.noised_clip).exists() else None
     seeds = list(range(args.seeds))
     cfg_scales = [float(v) for v in args.cfg_scales.split(",")]
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
            "cfg": {"scales": cfg_scales, "shape": [], "colour": [], "diversity": []},
            "clip": {"scales": clip_scales, "shape": []} if noised else None, "time_per_image_step_s": {}}
     grid_rows = []
-    shape_hits = {m: torch.zeros(len(sc)) for m, sc in (("cfg", cfg_scales), ("clip", clip_scales))}
+    shape_hits = {m: torch.zeros(len(sc)) for m, sc in (("cfg", cfg_scales), ("clip", clip_scales), ("cfg2", cfg_scales))}
     div = torch.zeros(len(cfg_scales))
     for group, prompt in GROUP_PROMPTS.items():
         cond = prompt_condition(model, clip, prompt)[0]
@@ -140,6 +143,8 @@ def main(argv=None) -> int:
         grid_rows.append(imgs[:, 0])
         for i in range(len(cfg_scales)):
             shape_hits["cfg"][i] += sum(g == group for g in judge_groups(judge, imgs[i]))
+            if judge2 is not None:
+                shape_hits["cfg2"][i] += sum(g == group for g in judge_groups(judge2, imgs[i]))
             div[i] += diversity(imgs[i])
         if noised is not None:
             imgs, res["time_per_image_step_s"]["clip"] = sample(model, s, cond, clip_scales, seeds, method="clip",
@@ -149,6 +154,8 @@ def main(argv=None) -> int:
         print(group, "done", flush=True)
     n = len(GROUP_PROMPTS) * len(seeds)
     res["cfg"]["shape"] = [round(float(h) / n, 3) for h in shape_hits["cfg"]]
+    if judge2 is not None:
+        res["cfg"]["shape_second_judge"] = [round(float(h) / n, 3) for h in shape_hits["cfg2"]]
     res["cfg"]["diversity"] = [round(float(d) / len(GROUP_PROMPTS), 4) for d in div]
     if noised is not None:
         res["clip"]["shape"] = [round(float(h) / n, 3) for h in shape_hits["clip"]]

@@ -60,6 +60,18 @@ def _captioned(u: UnclipUpdate, prefix: str) -> list:
 # The modality-gap plot's curves (unclip.modality_gap): what each cosine compares.
 GAP_COLOURS = {"text–image pair": "#1f77b4", "same image": "#ff7f0e", "image–image": "#d62728", "text–text": "#2ca02c"}
 
+def _upload(label: str, height: int, elem_id: str) -> gr.Image:
+    """A picture the user uploads or pastes (kept as a file path)."""
+    return gr.Image(label=label, type="filepath", height=height, sources=["upload", "clipboard"], elem_id=elem_id)
+
+
+def _embedding_and_xt(label: str) -> tuple[gr.LinePlot, gr.Image]:
+    """A row of the embedding's curve and the decoder's x_t (the variations and interpolation sub-tabs)."""
+    with gr.Row():
+        return (gr.LinePlot(x="dimension", y="value", color="embedding", label=label),
+                gr.Image(label="x_t", interactive=False, format="jpeg"))
+
+
 def build(engine: Engine) -> None:
     def stream(updates, what: str, prefix: str, plot_name: str, extra=lambda u: ()):
         for u in throttled(updates, lambda u: u.stage == "embeddings" or u.final):
@@ -168,24 +180,18 @@ def build(engine: Engine) -> None:
                                elem_id="u-without-prior")
     with gr.Tab("Image variations"):
         with gr.Row():
-            picture = gr.Image(label="Your picture", type="filepath", height=200, sources=["upload", "clipboard"],
-                               elem_id="u-picture")
+            picture = _upload("Your picture", 200, "u-picture")
             with gr.Column():
                 n_var = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Variations")
                 run_var = gr.Button("Make variations", variant="primary", elem_id="u-run-var")
                 var_status = gr.Markdown(elem_id="u-var-status")
         gr.Examples([[str(p)] for p in EXAMPLE_PICTURES if p.exists()], [picture], label="Held-out emoji (never trained on)")
-        with gr.Row():
-            var_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="The picture's embedding")
-            var_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
+        var_emb, var_xt = _embedding_and_xt("The picture's embedding")
         var_images = pictures(label="Variations (cos: mini-CLIP cosine to your picture)", columns=8,
                               elem_id="u-variations")
     with gr.Tab("Interpolation"):
         with gr.Row():
-            pic_a = gr.Image(label="Picture A", type="filepath", height=180, sources=["upload", "clipboard"],
-                             elem_id="u-pic-a")
-            pic_b = gr.Image(label="Picture B", type="filepath", height=180, sources=["upload", "clipboard"],
-                             elem_id="u-pic-b")
+            pic_a, pic_b = _upload("Picture A", 180, "u-pic-a"), _upload("Picture B", 180, "u-pic-b")
             with gr.Column():
                 prompt_b = gr.Textbox("", label="…or instead of B, a prompt (through the prior)")
                 points = gr.Slider(2, MAX_POINTS, value=7, step=1, label="Points on the path")
@@ -193,9 +199,7 @@ def build(engine: Engine) -> None:
                 int_status = gr.Markdown(elem_id="u-int-status")
         pairs = [(a, b) for a, b in zip(EXAMPLE_PICTURES[::2], EXAMPLE_PICTURES[1::2]) if a.exists() and b.exists()]
         gr.Examples([[str(a), str(b)] for a, b in pairs], [pic_a, pic_b], label="Two held-out emoji")
-        with gr.Row():
-            int_emb = gr.LinePlot(x="dimension", y="value", color="embedding", label="A's embedding")
-            int_xt = gr.Image(label="x_t", interactive=False, format="jpeg")
+        int_emb, int_xt = _embedding_and_xt("A's embedding")
         strip = pictures(label="The path from A to B (u, then each picture's mini-CLIP cosine to A and to B)",
                          columns=MAX_POINTS, elem_id="u-strip")
 
