@@ -166,3 +166,19 @@ def test_a_noised_clip_trained_for_another_clip_does_not_guide(tmp_path, caplog)
     with caplog.at_level("WARNING"):
         models = load_text2img(tmp_path / "m", BUNDLED_NOISED_CLIP, device=pick_device("cpu"))
     assert models.noised is None and "trained for mini-clip-v1" in caplog.text
+
+
+def test_the_diffusion_tab_denoises_toward_a_prompt_with_a_token_model(tmp_path):
+    """Diffusion step by step's prompted model reads the prompt's tokens too when the model has them."""
+    from demo_core.device import pick_device
+    from demo_core.diffusion.prompted import prompted_ddpm
+    from demo_core.diffusion.text2img_view import load_text2img
+
+    torch.manual_seed(0)
+    model = TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64), CondConfig(T=50, token_width=64))
+    save_cond_model(model, tmp_path / "m", dtype=torch.float32)
+    models = load_text2img(tmp_path / "m", tmp_path / "none", device=pick_device("cpu"), upsampler_path=tmp_path)
+    a, b = prompted_ddpm(models, "a red heart", 3.0), prompted_ddpm(models, "a blue car", 3.0)
+    assert isinstance(a.cond, TokenCond)
+    x = torch.randn(2, 3, 16, 16)
+    assert a.eps(x, 10).shape == x.shape and (a.eps(x, 10) - b.eps(x, 10)).abs().max() > 0

@@ -2,7 +2,7 @@
 step by step into a picture of the prompt.
 
 ``run_reverse`` needs only ε̂(x_t, t), the schedule and the image shape. Here ε̂ is classifier-free guided
-(GLIDE; Ho & Salimans, 2022) toward the prompt's mini-CLIP text embedding c:
+(GLIDE; Ho & Salimans, 2022) toward the prompt's mini-CLIP text embedding c (and its tokens, for a model with cross-attention):
 
     ε̂(x_t, t) = ε_θ(x_t, t, ∅) + w · (ε_θ(x_t, t, c) − ε_θ(x_t, t, ∅))
 
@@ -18,7 +18,8 @@ import torch
 from ..clip.prompts import check_prompt
 from ..inputs import check_number
 from .guidance import cfg_eps
-from .text2img_view import MAX_SCALE, Text2ImgModels
+from .conditional import batch_cond, cat_cond
+from .text2img_view import MAX_SCALE, Text2ImgModels, prompt_condition
 
 TEXT_DDPM = "emoji-text2img (your prompt)"  # its name in the Model list
 
@@ -26,7 +27,7 @@ TEXT_DDPM = "emoji-text2img (your prompt)"  # its name in the Model list
 @dataclass
 class PromptedDdpm:
     models: Text2ImgModels
-    cond: torch.Tensor  # (D,) unit text embedding of the prompt
+    cond: object  # the prompt's condition: its (D,) unit text embedding, or a ``TokenCond`` (``prompt_condition``)
     prompt: str
     scale: float  # w: 0 = unconditional, 1 = conditional, > 1 guided
     spec: str = TEXT_DDPM
@@ -60,10 +61,10 @@ class PromptedDdpm:
         model = self.models.model
         k = torch.full((2 * b,), t - 1, device=dev, dtype=torch.long)
         null = model.null(b, device=dev, dtype=dtype)
-        c = self.cond.to(dev, dtype).expand(b, -1)
+        c = batch_cond(self.cond, b, dev, dtype)
         xx = x.to(dev, dtype)
         with torch.inference_mode():
-            eps_u, eps_c = model(torch.cat([xx, xx]), k, torch.cat([null, c])).chunk(2)  # one batched call
+            eps_u, eps_c = model(torch.cat([xx, xx]), k, cat_cond(null, c)).chunk(2)  # one batched call
         return cfg_eps(eps_u, eps_c, self.scale).to(x.dtype).to(x.device)
 
 
@@ -72,5 +73,5 @@ def prompted_ddpm(models: Text2ImgModels, prompt: str, scale: float) -> Prompted
     scale that is not a number from 0 to MAX_SCALE."""
     prompt = check_prompt(models.clip, prompt)
     scale = check_number(scale, "The guidance scale", 0, MAX_SCALE)
-    cond = models.clip.encode_texts([prompt])[0]
+    cond, _ = prompt_condition(models.model, models.clip, prompt)
     return PromptedDdpm(models, cond, prompt, float(scale))
