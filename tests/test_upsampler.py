@@ -109,3 +109,16 @@ def test_unclip_decodes_then_upsamples_and_the_switch_turns_it_off(tmp_path):
         assert UPSAMPLING not in [u.stage for u in off]
     finally:
         engine.close()
+
+
+def test_the_network_predicts_v_and_the_sampler_gets_eps_back():
+    """v = √ᾱ·ε − √(1−ᾱ)·x_0: a network that outputs the true v makes forward() return the true ε."""
+    model = tiny_upsampler()
+    s = model.schedule
+    x0, eps = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 3, 32, 32)
+    t = torch.tensor([5, 40])
+    ab = s.alpha_bars[t].float().view(-1, 1, 1, 1)
+    x_t, v = ab.sqrt() * x0 + (1 - ab).sqrt() * eps, ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    model.net = lambda *_: v
+    assert model.cfg.prediction == "v"
+    assert torch.allclose(model(x_t, t - 1, torch.zeros(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)), eps, atol=1e-5)

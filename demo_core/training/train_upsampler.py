@@ -8,9 +8,11 @@ Algorithm 1 with a low-resolution condition and noise conditioning augmentation 
         x_0 ~ q(x_0)  at 64×64;   x_low = area-downsample(x_0) to 32×32   (what the base model draws)
         s ~ Uniform({0, …, s_max}),  z_s = √ᾱ_s·x_low + √(1−ᾱ_s)·ε′        (the condition, noised)
         t ~ Uniform({1, …, T}),  ε ~ N(0, I)
-        gradient step on  w_t·‖ε − ε_θ(√ᾱ_t·x_0 + √(1−ᾱ_t)·ε, t, z_s, s)‖²
+        v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0
+        gradient step on  ‖v − v_θ(√ᾱ_t·x_0 + √(1−ᾱ_t)·ε, t, z_s, s)‖²
     until converged
-with the min-SNR-γ weight w_t of ``train_text2img``. The renders are the training split's emoji on
+(v-prediction: see ``diffusion.upsampler``; the ε-loss weight it implies, SNR + 1, already balances the
+timesteps, so no min-SNR weight). The renders are the training split's emoji on
 white at 0.8–1.0 of the frame, as the base models see them, from the 96-px glyphs (so 64 px holds real
 detail; 128 px would not: the glyphs have 96). The network has no attention, so it trains on 32×32 crops
 (a quarter of the cost) and samples whole 64×64 pictures, as Imagen's super-resolution models do.
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from ..diffusion.ddpm import Schedule, q_sample
 from ..diffusion.upsampler import Upsampler, UpsamplerConfig, build_upsampler, save_upsampler
 from .emoji_data import EmojiData, augment_batch
-from .loop import checkpoint_ema, debias_ema, min_snr_weights, seed_run, train_with_ema, training_cli
+from .loop import checkpoint_ema, debias_ema, seed_run, train_with_ema, training_cli
 
 
 @dataclass
@@ -42,14 +44,13 @@ class UpsamplerTrainConfig:
     size: int = 64
     max_aug: int = 250
     block_out_channels: tuple[int, ...] = (32, 48, 64, 96)
-    min_snr_gamma: float = 5.0
     crop: int = 32  # train on crops this big of the 64×64 render (and the matching 16×16 of the 32×32); 0: whole
     seed: int = 0
     checkpoint_every: int = 50
 
 
 def make_batch(data: EmojiData, step: int, cfg: UpsamplerTrainConfig, s: Schedule):
-    """Batch `step` (seeded by step): x_t, t, ε, the augmented low-resolution image z and its level."""
+    """Batch `step` (seeded by step): x_t, t, ε, the augmented low-resolution image z, its level, and x_0."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     idx = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
     x0 = augment_batch(data.glyphs[idx], cfg.size, g, scale_range=(0.8, 1.0), max_angle=0.0,
@@ -64,7 +65,7 @@ def make_batch(data: EmojiData, step: int, cfg: UpsamplerTrainConfig, s: Schedul
     t = torch.randint(1, cfg.T + 1, (cfg.batch_size,), generator=g)
     eps = torch.randn(x0.shape, generator=g)
     z = torch.where(aug.view(-1, 1, 1, 1) > 0, q_sample(s, low, aug.clamp(min=1), aug_noise), low)
-    return q_sample(s, x0, t, eps), t, eps, z, aug
+    return q_sample(s, x0, t, eps), t, eps, z, aug, x0
 
 
 def initial_model(cfg: UpsamplerTrainConfig) -> Upsampler:
@@ -78,14 +79,14 @@ def train(data_dir: str, run_dir: str, cfg: UpsamplerTrainConfig, export: str | 
     """Train (or resume) the run in `run_dir`; `stop_at` ends this call early, as an interruption would."""
     data = EmojiData.load(data_dir, split="train")
     s = Schedule.make(cfg.schedule, cfg.T)
-    loss_w = min_snr_weights(s.alpha_bars, cfg.min_snr_gamma)
     seed_run(cfg.seed, threads)
     model = initial_model(cfg)
 
     def loss_at(step: int) -> torch.Tensor:
-        x_t, t, eps, z, aug = make_batch(data, step, cfg, s)
-        per_sample = (model(x_t, t - 1, z, aug) - eps).pow(2).mean(dim=(1, 2, 3))
-        return (loss_w[t] * per_sample).mean()
+        x_t, t, eps, z, aug, x0 = make_batch(data, step, cfg, s)
+        ab = s.alpha_bars[t].float().view(-1, 1, 1, 1)
+        v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
+        return (model.net(x_t, t - 1, z, aug) - v).pow(2).mean()
 
     ema, result = train_with_ema(run_dir, cfg, model, loss_at, stop_at=stop_at)
     result["train_emoji"] = len(data)
