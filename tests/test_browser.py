@@ -342,8 +342,10 @@ def test_text_to_image_streams_images_pieces_and_a_sweep(page, tmp_path):
     page.get_by_role("tab", name="Text to image").click()
     page.locator("#t2i-prompt textarea").fill("a red heart")
     page.locator("#t2i-run").click()
-    _wait_text(page, "#t2i-status", "done", 180_000)
-    assert page.locator("#t2i-images img").count() == 4
+    _wait_text(page, "#t2i-status", "done", 240_000)
+    assert "upsampling to 64×64" in page.locator("#t2i-status").inner_text()  # the cascade ran last
+    assert page.locator("#t2i-images img").count() == 8  # each base sample beside its upsampled one
+    assert "64×64 upsampled" in page.locator("#t2i-images").inner_text()
     assert page.locator("#t2i-pieces img").count() >= 5  # x_t, ε̂(∅), ε̂(c), difference, guided ε̂, x̂₀
     page.locator("#t2i-sweep").click()
     _wait_text(page, "#t2i-status", "Sweep: ✅ done", 180_000)

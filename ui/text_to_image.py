@@ -105,8 +105,8 @@ def build(engine: Engine) -> None:
     pieces = pictures(label="Inside one step: the pieces of the guided prediction (image 1)", columns=7,
                       elem_id="t2i-pieces")
     attention = pictures(label="Cross-attention at the inspected step: which word of the prompt looked where "
-                         "(image 1; each map scaled to its own maximum)", columns=8, visible=engine.text2img_reads_tokens,
-                         elem_id="t2i-attention")
+                         "(image 1; each map stretched from its own least to its most)", columns=8,
+                         visible=engine.text2img_reads_tokens, elem_id="t2i-attention")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, elem_id="t2i-swept")

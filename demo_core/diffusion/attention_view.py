@@ -2,8 +2,9 @@
 
 At one step of a run, ``TokenCondUNet.attention_maps`` gives, for every pixel of the UNet's attention
 layers, how its attention is shared among the prompt's tokens (it sums to 1 over them). Each token's
-map is drawn as heat over the step's x̂₀, scaled to its own maximum so that a word that draws little
-attention still shows *where* it looks; the caption says how much of the attention it got overall
+map is drawn as heat over the step's x̂₀, stretched from its own minimum to its own maximum so that a word
+that draws little (or evenly spread) attention still shows *where* it looks most; the caption says how much
+of the attention it got overall
 (the ⟨start⟩ token usually takes most of it: the layers park attention there when no word is needed).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ def attention_pictures(maps: torch.Tensor, words: list[str] | tuple[str, ...], x
     for j, word in enumerate(words):
         m = maps[j].float()
         share = float(m.mean())  # of all the attention at this step (the maps sum to 1 over tokens)
-        out.append((heat_over(x0_hat.float().cpu(), (m / m.max().clamp(min=1e-12)).cpu()),
+        heat = (m - m.min()) / (m.max() - m.min()).clamp(min=1e-12)
+        out.append((heat_over(x0_hat.float().cpu(), heat.cpu()),
                     f"“{word}”: {share:.0%} of the attention"))
     return out
