@@ -272,9 +272,12 @@ def test_diffusion_tab_toy_2d_learns_my_drawing(page):
     for i in range(30):  # a slanted stroke
         page.mouse.move(x0 + (0.2 + 0.02 * i) * w, y0 + (0.4 + 0.005 * i) * h)
     page.mouse.up()
+    steps = page.locator("#d-steps input[type=number]")
+    steps.fill("200")  # what is checked is that the drawing is used, not how well it is learned
+    steps.press("Enter")
     page.locator("#d-run").click()
     status = _wait_text(page, "#d-status", "done", 240_000)
-    assert "800 samples" in status
+    assert "800 samples" in status and "200 steps" in status
 
 
 def test_how_clip_learns_tab_matrix_shuffle_and_live_training(page, tmp_path):

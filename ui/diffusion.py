@@ -214,7 +214,7 @@ def build(engine: Engine) -> None:
             d_shape = gr.Radio(["swiss roll", "two moons", "rings", "my drawing"], value="two moons",
                                label="Distribution")
             d_draw = gr.Sketchpad(label="Draw a shape (for 'my drawing')", type="numpy", height=220)
-            d_steps = gr.Slider(200, toy2d.MAX_STEPS, value=1500, step=100, label="Training steps")
+            d_steps = gr.Slider(200, toy2d.MAX_STEPS, value=1500, step=100, label="Training steps", elem_id="d-steps")
             d_seed = seed_box()
             d_run = gr.Button("Train and sample", variant="primary", elem_id="d-run")
         with gr.Column(scale=2):
