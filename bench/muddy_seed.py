@@ -32,7 +32,8 @@ from _report import report  # noqa: E402
 
 
 def main() -> int:
-    args, judge, engine = judged_setup(__doc__)
+    args, judges, engine = judged_setup(__doc__)
+    judge = judges["shape"]
     models = engine._text2img.models()
     t0, rows = time.time(), []
     try:

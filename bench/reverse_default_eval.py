@@ -6,7 +6,8 @@ The tab's default is the text-conditional model guided toward a prompt (``ui.dif
 DDIM-50, x̂₀ clipped, w = 3, 4 images from seed 0. This runs that setting through the engine (as the tab
 does) for seeds 0 … --seeds−1 and for one prompt per shape group of the judge (``emoji_groups.GROUP_PROMPTS``)
 besides the default, and reports the share of images that the judge (``assets/models/emoji-judge``, which
-never guided anything) puts in the prompt's group. It is how the default prompt was chosen.
+never guided anything) puts in the prompt's group, and the second judge's (``emoji-judge-2``, another
+architecture that never saw the Noto style) when it is installed. It is how the default prompt was chosen.
 """
 from __future__ import annotations
 
@@ -23,10 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from demo_core.diffusion.prompted import TEXT_DDPM  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS  # noqa: E402
-from demo_core.training.judge import judge_groups  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from _judged import judged_setup  # noqa: E402
+from _judged import hits, judged_setup  # noqa: E402
 from _report import report  # noqa: E402
 from ui.diffusion import DEFAULT_PROMPT  # noqa: E402
 
@@ -40,7 +40,7 @@ def final_images(update, n: int) -> torch.Tensor:
 
 
 def main() -> int:
-    args, judge, engine = judged_setup(__doc__)
+    args, judges, engine = judged_setup(__doc__)
     if DEFAULT_PROMPT not in GROUP_PROMPTS.values():
         raise SystemExit(f"the default prompt {DEFAULT_PROMPT!r} is not one of the judge's group prompts")
     prompts = {f"{g} (default)" if p == DEFAULT_PROMPT else g: p for g, p in GROUP_PROMPTS.items()}
@@ -48,13 +48,14 @@ def main() -> int:
     try:
         for label, prompt in prompts.items():
             group = label.split()[0]
-            hits = total = 0
+            found, total = dict.fromkeys(judges, 0), 0
             for seed in range(args.seeds):
                 *_, last = engine.reverse.sample(TEXT_DDPM, "DDIM", ddim_steps=50, seed=seed, n=4, prompt=prompt, scale=3.0)
-                found = judge_groups(judge, final_images(last, 4))
-                hits += sum(f == group for f in found)
-                total += len(found)
-            rows.append({"prompt": prompt, "group": group, "images": total, "shape": round(hits / total, 3)})
+                for name, k in hits(judges, final_images(last, 4), group).items():
+                    found[name] += k
+                total += 4
+            rows.append({"prompt": prompt, "group": group, "images": total,
+                         **{name: round(k / total, 3) for name, k in found.items()}})
             print(json.dumps(rows[-1]), flush=True)
     finally:
         engine.close()
