@@ -1,4 +1,5 @@
-"""Which word looked where: a token-conditioned model's cross-attention maps as pictures.
+"""Heat pictures for the Text to image tab: which word looked where (a token-conditioned model's
+cross-attention maps), and ``heatmap`` for the CLIP guidance gradient.
 
 At one step of a run, ``TokenCondUNet.attention_maps`` gives, for every pixel of the UNet's attention
 layers, how its attention is shared among the prompt's tokens (it sums to 1 over them). Each token's
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..images import DISPLAY, to_pil
+from ..images import DISPLAY, grid, to_pil
 
 
 def heat_over(base: torch.Tensor, heat: torch.Tensor, size: int = DISPLAY) -> Image.Image:
@@ -37,3 +38,11 @@ def attention_pictures(maps: torch.Tensor, words: list[str] | tuple[str, ...], x
         out.append((heat_over(x0_hat.float().cpu(), heat.cpu()),
                     f"“{word}”: {share:.0%} of the attention"))
     return out
+
+
+def heatmap(x: torch.Tensor, size: int = 128) -> Image.Image:
+    """|x| summed over channels (C, H, W) as a black-red-yellow-white heat map, scaled to its max."""
+    v = x.abs().sum(0)
+    v = (v / v.max().clamp(min=1e-12)).clamp(0, 1)
+    rgb = torch.stack([(3 * v).clamp(0, 1), (3 * v - 1).clamp(0, 1), (3 * v - 2).clamp(0, 1)]) * 2 - 1
+    return grid(rgb[None], size=size)

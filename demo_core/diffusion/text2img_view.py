@@ -30,7 +30,7 @@ from ..images import grid
 from ..inputs import check_number, check_seed
 from ..registry import ASSETS
 from ..runs import ModelService
-from .attention_view import attention_pictures
+from .attention_view import attention_pictures, heatmap
 from .conditional import TextCondUNet, load_cond_model
 from .cross_attention import TokenCond, TokenCondUNet
 from .ddpm import Schedule
@@ -151,14 +151,6 @@ def attention_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
     if step.attention is None or not step.words:
         return []
     return attention_pictures(step.attention[i], step.words, step.x0_hat[i])
-
-
-def heatmap(x: torch.Tensor, size: int = 128) -> Image.Image:
-    """|x| summed over channels (C, H, W) as a black-red-yellow-white heat map, scaled to its max."""
-    v = x.abs().sum(0)
-    v = (v / v.max().clamp(min=1e-12)).clamp(0, 1)
-    rgb = torch.stack([(3 * v).clamp(0, 1), (3 * v - 1).clamp(0, 1), (3 * v - 2).clamp(0, 1)]) * 2 - 1
-    return grid(rgb[None], size=size)
 
 
 def pieces_of(step: GuidedStep, i: int = 0) -> list[tuple[Image.Image, str]]:
