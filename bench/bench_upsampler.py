@@ -120,7 +120,10 @@ def main(argv=None) -> int:
     # Cost and what is kept, on the base model's own samples.
     models = load_text2img(args.text2img, device=pick_device("cpu"), upsampler_path=args.upsampler)
     judge = load_judge(ROOT / "assets/models/emoji-judge")
+    second = ROOT / "assets/models/emoji-judge-2"
+    judge2 = load_judge(second) if (second / "judge.json").exists() else None
     base_s, up_s, kept_shape, kept_colour, shape_base, shape_up, total = 0.0, 0.0, 0, 0, 0, 0, 0
+    shape2 = [0, 0]  # the second judge: base, upsampled
     for group, prompt in GROUP_PROMPTS.items():
         t0 = time.perf_counter()
         *_, last = run_text2img(models, prompt, n=args.seeds, seed=0, upsample=False)
@@ -135,6 +138,9 @@ def main(argv=None) -> int:
         kept_shape += sum(a == b for a, b in zip(gb, gu))
         shape_base += sum(a == group for a in gb)
         shape_up += sum(a == group for a in gu)
+        if judge2 is not None:
+            shape2[0] += sum(a == group for a in judge_groups(judge2, base))
+            shape2[1] += sum(a == group for a in judge_groups(judge2, big))
         for b, u in zip(base, big):
             kept_colour += dominant_colour((b + 1) / 2) == dominant_colour((u + 1) / 2)
         total += len(gb)
@@ -143,6 +149,8 @@ def main(argv=None) -> int:
     kept = {"judge_same_group": round(kept_shape / total, 3), "shape_base": round(shape_base / total, 3),
             "shape_upsampled": round(shape_up / total, 3), "same_dominant_colour": round(kept_colour / total, 3),
             "samples": total}
+    if judge2 is not None:
+        kept.update(shape_base_second_judge=round(shape2[0] / total, 3), shape_upsampled_second_judge=round(shape2[1] / total, 3))
     report({"resolution": resolution, "cost": cost, "kept": kept}, args.out, heldout_renders=args.n,
            upsampler_steps=args.steps, sample_aug=up.sample_aug)
     return 0
