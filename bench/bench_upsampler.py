@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT / "data/emoji"))
     ap.add_argument("--n", type=int, default=64, help="held-out renders")
     ap.add_argument("--seeds", type=int, default=4, help="base samples per group prompt")
-    ap.add_argument("--augs", default="0,50,100,200")
+    ap.add_argument("--augs", default="0,25,50,100,200")
+    ap.add_argument("--sample-aug", type=int, default=None, help="s for the cost and kept figures (default: the app's)")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--out", default=None)
     ap.add_argument("--grid", default=None, help="write real | nearest | bicubic | upsampled rows here")
@@ -103,8 +104,9 @@ def main(argv=None) -> int:
     shown = {"nearest": F.interpolate(low, size=size, mode="nearest"),
              "bicubic": F.interpolate(low, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)}
     with torch.inference_mode():
-        for aug in (int(a) for a in args.augs.split(",")):
-            shown[f"upsampler s={aug}"] = upsample(up, low, aug, args.steps)
+        for level in (int(a) for a in args.augs.split(",")):
+            shown[f"upsampler s={level}"] = upsample(up, low, level, args.steps)
+    aug = up.sample_aug if args.sample_aug is None else args.sample_aug
     real_hi = high_band_energy(real, up.cfg.low_size)
     resolution = {"real": {"effective_px": effective_px(frc(real, real)), "high_band_share": 1.0}}
     for name, x in shown.items():
@@ -115,8 +117,7 @@ def main(argv=None) -> int:
     if args.grid:
         from demo_core.images import grid
 
-        rows = [real[:8]] + [shown[k][:8] for k in ("nearest", "bicubic", f"upsampler s={up.sample_aug}")
-                             if k in shown]
+        rows = [real[:8]] + [shown[k][:8] for k in ("nearest", "bicubic", f"upsampler s={aug}") if k in shown]
         grid(torch.cat(rows), size=128, per_row=8).save(args.grid)
 
     # Cost and what is kept, on the base model's own samples.
@@ -130,11 +131,15 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         *_, last = run_text2img(models, prompt, n=args.seeds, seed=0, upsample=False)
         base_s += time.perf_counter() - t0
-        base = torch.stack([torch.from_numpy(np.asarray(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
+        base = torch.stack([torch.from_numpy(np.array(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
                             .float() / 127.5 - 1 for im in last.images])  # the 32×32 samples (shown ×4, nearest)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            big = upsample(up, base, up.sample_aug, args.steps)
+            big = upsample(up, base, aug, args.steps)
+        if group == "heart" and args.grid:  # the base samples and their upsampled pictures
+            from demo_core.images import grid as tile
+            tile(torch.cat([F.interpolate(base, size=big.shape[-2:], mode="nearest"), big]), size=128,
+                 per_row=len(base)).save(Path(args.grid).with_name(Path(args.grid).stem + "-heart.png"))
         up_s += time.perf_counter() - t0
         gb, gu = judge_groups(judge, base), judge_groups(judge, big)
         kept_shape += sum(a == b for a, b in zip(gb, gu))
@@ -154,7 +159,7 @@ def main(argv=None) -> int:
     if judge2 is not None:
         kept.update(shape_base_second_judge=round(shape2[0] / total, 3), shape_upsampled_second_judge=round(shape2[1] / total, 3))
     report({"resolution": resolution, "cost": cost, "kept": kept}, args.out, heldout_renders=args.n,
-           upsampler_steps=args.steps, sample_aug=up.sample_aug)
+           upsampler_steps=args.steps, sample_aug=aug)
     return 0
 
 

@@ -1,4 +1,5 @@
 """The cascade's upsampler: its conditioning, noise augmentation, save/load, and the Text to image stage."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -122,3 +123,29 @@ def test_the_network_predicts_v_and_the_sampler_gets_eps_back():
     model.net = lambda *_: v
     assert model.cfg.prediction == "v"
     assert torch.allclose(model(x_t, t - 1, torch.zeros(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)), eps, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_bundled_upsampler_redraws_held_out_emoji_at_64_and_keeps_them():
+    """The bundled upsampler on held-out emoji (never trained on), area-downsampled to 32×32: its 64×64 pictures,
+    downsampled again, are close to the 32×32 input (mean error measured 0.05–0.08 on 16 held-out renders),
+    and far from the other pictures' inputs."""
+    import numpy as np
+    from PIL import Image
+
+    from demo_core.diffusion.upsampler import BUNDLED_UPSAMPLER, cascade
+    from tests.conftest import EXAMPLES
+
+    up = load_upsampler(BUNDLED_UPSAMPLER)
+    files = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))
+    pics = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+                        for f in files]) / 127.5 - 1  # (N, 3, 128, 128) on white
+    low = F.interpolate(pics, size=(32, 32), mode="area")
+    with torch.inference_mode():
+        *_, last = cascade(up, low, seed=0)
+    out = last.x_prev.clamp(-1, 1)
+    assert out.shape == (len(files), 3, 64, 64)
+    back = F.interpolate(out, size=(32, 32), mode="area")
+    err = (back - low).abs().mean(dim=(1, 2, 3))
+    assert err.max() < 0.12, err
+    assert (back - low.roll(1, 0)).abs().mean() > 3 * err.mean()

@@ -194,8 +194,9 @@ where $f$ is a CLIP image tower trained on *noisy* images (a plain CLIP cannot r
 $g$ the text tower. DDIM has no $\Sigma$: there $\hat\epsilon \leftarrow \hat\epsilon - s\sqrt{1-\bar\alpha_t}\,\nabla$.
 **The cascade** (GLIDE, unCLIP; when an upsampler is installed): a second diffusion model draws the 64×64 picture
 $\epsilon_\theta(x_t, t, z_s, s)$ given the 32×32 sample, enlarged and stacked onto $x_t$ as three more channels.
-The sample is first noised by the forward process, $z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$
-with $s = 100$, as in training ($s \le 250$), so the upsampler redraws what the base model blurred instead of copying it.
+In training the 32×32 image is first noised by the forward process, $z_s = \sqrt{\bar\alpha_s}\,x_{32} +
+\sqrt{1-\bar\alpha_s}\,\epsilon'$ with $s \le 250$ (noise conditioning augmentation), so the upsampler learns to
+redraw rather than copy; here it samples with $s = 0$, which measured best.
 """
 
 

@@ -91,7 +91,7 @@ def build(engine: Engine) -> None:
         n = gr.Slider(1, 8, value=4, step=1, label="Images", scale=1)
         inspect = gr.Slider(0, 1, value=0.3, step=0.05, label="Inspect the step at (0 = first, 1 = last)", scale=1)
     upsample = gr.Checkbox(True, label="Upsample to 64×64: the cascade's second stage, a diffusion model conditioned on "
-                           "the 32×32 sample (noised to level s = 100 of 1000)", visible=engine.text2img_upsamples,
+                           "the 32×32 sample", visible=engine.text2img_upsamples,
                            elem_id="t2i-upsample")
     with gr.Row():
         run = gr.Button("Generate", variant="primary", elem_id="t2i-run")

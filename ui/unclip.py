@@ -23,8 +23,8 @@ a class embedding) turns it into pixels, with classifier-free guidance
 $\hat\epsilon = \hat\epsilon(x_t,\varnothing) + w\,(\hat\epsilon(x_t, z_{img}) - \hat\epsilon(x_t,\varnothing))$.
 The decoder needs only an image embedding, so any picture can be encoded and decoded again: **variations**.
 With an upsampler installed, a second diffusion model (the cascade, as in DALL·E 2's 64 → 256 → 1024) redraws
-each 32×32 image at 64×64, conditioned on it after noising it to level $s$:
-$z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$.
+each 32×32 image at 64×64, conditioned on it (trained on it noised to level $s \le 250$,
+$z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$; sampled at $s = 0$).
 """
 
 
@@ -153,7 +153,7 @@ def build(engine: Engine) -> None:
         seed = seed_box(scale=1)
         halt = gr.Button("Stop", variant="stop", scale=1, elem_id="u-stop")
     up = gr.Checkbox(True, label="Upsample to 64×64: the cascade's second stage (a diffusion model conditioned on the "
-                     "decoder's 32×32 image, noised to s = 100 of 1000)", visible=engine.unclip_upsamples,
+                     "decoder's 32×32 image)", visible=engine.unclip_upsamples,
                      elem_id="u-upsample")
     with gr.Tab("Text → image"):
         with gr.Row():
