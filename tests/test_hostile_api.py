@@ -111,14 +111,14 @@ def test_more_like_with_a_click_outside_the_results(base):
     ("toy2d", ["two moons", None, NAN, 0], "Training steps must be a finite number"),
     ("toy2d", ["two moons", None, 200, NAN], "The seed must be a finite number"),
     ("toy2d", ["two moons", None, 200, 1e30], "The seed must be between"),
-    ("unclip", ["a heart", NAN, 0, 3, 1, 50], "The number of images must be a finite number"),
-    ("unclip", ["a heart", 4, 0, NAN, 1, 50], "The decoder's guidance scale must be a finite number"),
-    ("unclip", ["a heart", 4, 1e30, 3, 1, 50], "The seed must be between"),
-    ("unclip", ["a heart", 4, 0, 3, NAN, 50], "The prior's guidance scale must be a finite number"),
-    ("unclip_compare", ["a heart", NAN, 3, 50], "The seed must be a finite number"),
-    ("variations", ["CAT", 4, 0, 3, NAN], "DDIM steps must be a finite number"),
-    ("variations", ["CAT", 10**9, 0, 3, 50], "The number of variations must be between 1 and 8"),
-    ("interpolate", ["CAT", "CAT", "", NAN, 0, 3, 50], "The number of points must be a finite number"),
+    ("unclip", ["a heart", NAN, 0, 3, 1, 50, True], "The number of images must be a finite number"),
+    ("unclip", ["a heart", 4, 0, NAN, 1, 50, True], "The decoder's guidance scale must be a finite number"),
+    ("unclip", ["a heart", 4, 1e30, 3, 1, 50, True], "The seed must be between"),
+    ("unclip", ["a heart", 4, 0, 3, NAN, 50, True], "The prior's guidance scale must be a finite number"),
+    ("unclip_compare", ["a heart", NAN, 3, 50, True], "The seed must be a finite number"),
+    ("variations", ["CAT", 4, 0, 3, NAN, True], "DDIM steps must be a finite number"),
+    ("variations", ["CAT", 10**9, 0, 3, 50, True], "The number of variations must be between 1 and 8"),
+    ("interpolate", ["CAT", "CAT", "", NAN, 0, 3, 50, True], "The number of points must be a finite number"),
 ])
 def test_numbers_are_checked_at_every_endpoint(base, cat, endpoint, data, message):
     """NaN must not pass the number checks (η = NaN: "✅ done" with black images)."""
