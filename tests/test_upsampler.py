@@ -105,9 +105,9 @@ def test_unclip_decodes_then_upsamples_and_the_switch_turns_it_off(tmp_path):
         updates = list(engine.unclip("a red heart", n=2, steps=4))
         assert [u.stage for u in updates] == ["embeddings"] + ["decoding"] * 4 + [UPSAMPLING] * 25 + ["done"]
         assert updates[-1].x_t.size == (128 * 2, 128)  # the 64×64 pictures, two in a row
-        assert len(updates[-1].cos_to_source) == 2  # measured on the upsampled images
+        assert len(updates[-1].cos_to_source) == 2 and updates[-1].upsampled  # measured on the upsampled images
         off = list(engine.unclip("a red heart", n=2, steps=4, upsample=False))
-        assert UPSAMPLING not in [u.stage for u in off]
+        assert UPSAMPLING not in [u.stage for u in off] and not off[-1].upsampled
     finally:
         engine.close()
 

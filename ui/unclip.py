@@ -31,7 +31,7 @@ $z_s = \sqrt{\bar\alpha_s}\,x_{32} + \sqrt{1-\bar\alpha_s}\,\epsilon'$; sampled 
 def _status(u: UnclipUpdate, what: str) -> str:
     if u.stage == "embeddings":
         return f"{what}: embeddings ready · decoding… ({u.elapsed_s:.1f} s)"
-    stage = f"{u.stage}: " if u.stage == UPSAMPLING else ""
+    stage = f"{UPSAMPLING}: " if u.stage == UPSAMPLING or u.upsampled else ""
     line = f"{what}: {stage}t = {u.t}, step {u.index + 1} of {u.total} · {u.elapsed_s:.1f} s"
     if u.final:
         line = ("⏹ stopped, what was made is kept · " if u.stopped else "✅ done · ") + line

@@ -109,6 +109,7 @@ class UnclipUpdate:
     labels: list[str] = field(default_factory=list)
     cos_to_source: list[float] = field(default_factory=list)  # mini-CLIP cos(decoded image, its condition)
     captions: list[str] = field(default_factory=list)  # when set, what each image's caption says instead
+    upsampled: bool = False  # the images went through the cascade's upsampler (t, index, total are its steps)
 
 
 def _settings(models: UnclipModels, seed, scale, steps) -> tuple[int, float, int]:
@@ -150,17 +151,20 @@ def decode(models: UnclipModels, cond: torch.Tensor, x_T: torch.Tensor, seed: in
                            x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
     if last is None:
         return
-    if upsample and models.upsampler is not None and last.index == last.total - 1:
-        for st in until_stopped(cascade(models.upsampler, last.x_prev, seed), stop):
-            last = st
-            yield UnclipUpdate(UPSAMPLING, time.time() - t0, condition=cond, t=st.t, index=st.index, total=st.total,
-                               x_t=grid(st.x_prev, per_row=per_row), x0_hat=grid(st.x0_hat, per_row=per_row), **shown)
+    upsampled = upsample and models.upsampler is not None and last.index == last.total - 1
+    if upsampled:
+        base = up = last
+        for up in until_stopped(cascade(models.upsampler, base.x_prev, seed), stop):
+            yield UnclipUpdate(UPSAMPLING, time.time() - t0, condition=cond, t=up.t, index=up.index, total=up.total,
+                               x_t=grid(up.x_prev, per_row=per_row), x0_hat=grid(up.x0_hat, per_row=per_row), **shown)
+        upsampled = up is not base and up.index == up.total - 1
+        last = up if upsampled else base  # a stopped upsampler leaves the decoder's pictures
     images = [grid(x[None], size=128) for x in last.x_prev]
     cos = (models.clip.encode_images(images) * cond.cpu()).sum(-1).tolist()
     yield UnclipUpdate("done", time.time() - t0, condition=cond, t=last.t, index=last.index, total=last.total,
                        x_t=grid(last.x_prev, per_row=per_row), x0_hat=grid(last.x0_hat, per_row=per_row), final=True,
-                       stopped=last.index < last.total - 1, images=images, cos_to_source=[round(c, 3) for c in cos],
-                       **shown)
+                       stopped=last.index < last.total - 1 or (stop is not None and stop.is_set()),
+                       images=images, cos_to_source=[round(c, 3) for c in cos], upsampled=upsampled, **shown)
 
 
 def _noise(models: UnclipModels, n: int, seed: int, shared: bool = False) -> torch.Tensor:
