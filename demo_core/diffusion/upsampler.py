@@ -26,6 +26,7 @@ A folder holds ``unet/`` (diffusers ``UNet2DModel``, 6 input channels) and ``ups
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,16 @@ def cascade(model: Upsampler, low: torch.Tensor, seed: int, *, steps: int = UPSA
 
 
 def optional_upsampler(path: str | Path, low_size: int, device="cpu") -> Upsampler | None:
-    """The upsampler in `path` if one is installed there and takes `low_size` images, else None."""
-    if not (Path(path) / "upsampler_config.json").exists():
+    """The upsampler in `path` if one is installed there and takes `low_size` images, else None. Text to image
+    and unCLIP both ask for it: it is loaded once per folder (as it is on disk now) and device, and shared
+    (sampling only reads it)."""
+    config = Path(path) / "upsampler_config.json"
+    if not config.exists():
         return None
-    model = load_upsampler(path, device=device)
+    model = _shared_upsampler(str(Path(path).resolve()), str(device), config.stat().st_mtime_ns)
     return model if model.cfg.low_size == low_size else None
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_upsampler(path: str, device: str, _written_ns: int) -> Upsampler:
+    return load_upsampler(path, device=device)
