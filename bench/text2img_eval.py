@@ -125,7 +125,15 @@ def main(argv=None) -> int:
     judge = load_judge(args.judge)
     judge_meta = json.loads((Path(args.judge) / "judge.json").read_text())
     judge2 = load_judge(args.judge2) if (Path(args.judge2) / "judge.json").exists() else None
-    noised = load_noised_clip(args.noised_clip, clip.model.visual) if Path(args.noised_clip).exists() else None
+    noised = None
+    meta = Path(args.noised_clip) / "noised_clip.json"
+    if meta.exists():
+        base = json.loads(meta.read_text()).get("base_clip")
+        if base == model.cfg.clip_spec:
+            noised = load_noised_clip(args.noised_clip, clip.model.visual)
+        else:  # as the app: a noised CLIP for another CLIP would score in another embedding space
+            print(f"CLIP guidance not measured: the noised CLIP was trained for {base}, the model is on "
+                  f"{model.cfg.clip_spec}", flush=True)
     seeds = list(range(args.seeds))
     cfg_scales = [float(v) for v in args.cfg_scales.split(",")]
     clip_scales = [float(v) for v in args.clip_scales.split(",")]

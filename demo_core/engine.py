@@ -21,7 +21,7 @@ import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .clip import matrix
 from .clip.model import ClipModel
@@ -29,11 +29,11 @@ from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, available_ddpms
 from .diffusion.reverse_service import MAX_REVERSE_IMAGES, SAMPLERS, ReverseService  # noqa: F401  (the UI's)
 from .diffusion.upsampler import BUNDLED_UPSAMPLER
-from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMG, Text2ImgModels, Text2ImgService,
+from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
-from .errors import ModelUnavailable
+from .errors import InputError, ModelUnavailable
 from .registry import resolve_clip_spec
 from .runs import KeptFiles, StopSignals
 from .search.results import Found, Results  # noqa: F401  (Found: the UI takes it from here)
@@ -61,12 +61,15 @@ class Engine:
     """Device, models, indexes and runs. Requests may arrive from several threads at once."""
 
     def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
-                 *, background: bool = False, text2img_model: str | Path = BUNDLED_TEXT2IMG,
+                 *, background: bool = False,
+                 text2img_model: str | Path | Sequence[str | Path] = BUNDLED_TEXT2IMGS,
                  noised_clip: str | Path = BUNDLED_NOISED_CLIP, unclip_prior: str | Path = BUNDLED_PRIOR,
                  unclip_decoder: str | Path = BUNDLED_DECODER, upsampler: str | Path = BUNDLED_UPSAMPLER):
         """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
         the models once: in a background thread when `background` (the UI comes up at once and
-        shows progress), else before returning (raising ModelUnavailable if the CLIP fails)."""
+        shows progress), else before returning (raising ModelUnavailable if the CLIP fails).
+        `text2img_model` is one model folder or several (the Text to image tab's choices, the first
+        installed one the default)."""
         self.device = pick_device(device)
         self.resolution = resolve_clip_spec(clip_spec)
         self.started = time.time()
@@ -79,7 +82,10 @@ class Engine:
         self._closing = threading.Event()
         self._loader: threading.Thread | None = None
         self._files = KeptFiles()
-        self._text2img = Text2ImgService(self.device, lambda: self._clip, text2img_model, noised_clip, upsampler)
+        paths = [text2img_model] if isinstance(text2img_model, (str, Path)) else list(text2img_model)
+        services = [Text2ImgService(self.device, lambda: self._clip, p, noised_clip, upsampler) for p in paths]
+        self._t2i = {s.name: s for s in services if s.available} or {services[0].name: services[0]}
+        self._text2img = next(iter(self._t2i.values()))  # the default: also the Diffusion tab's prompted model
         self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder, upsampler)
         self.search = SearchService(indexes, lambda: self.clip, self._ready, self._closing,
                                     self._files.folder / "thumbnails")
@@ -102,8 +108,10 @@ class Engine:
                           lambda: self.search.settle_gallery(self._clip)))
         steps += [(f"loading the DDPM {name}", f"DDPM {name} loaded", lambda name=name: self.reverse.ddpm(name))
                   for name in available_ddpms() if name in BUNDLED_DDPMS]
-        if self._text2img.available:
-            steps.append(("loading the text-to-image models", "text-to-image models loaded", self._text2img.models))
+        for name, service in self._t2i.items():
+            if service.available:
+                steps.append((f"loading the text-to-image model {name}", f"text-to-image model {name} loaded",
+                              service.models))
         if self._unclip.available:
             steps.append(("loading the unCLIP prior and decoder", "unCLIP models loaded", self._unclip.models))
         steps.append(("reading the gallery's image–caption pairs", "gallery pairs read", matrix.gallery_pairs))
@@ -164,15 +172,34 @@ class Engine:
         self._files.close()
 
     # --- text to image, unCLIP ---------------------------------------------------------------
-    def text2img(self, prompt: str, *, stop_key: str | None = None, **settings) -> Iterator[Text2ImgUpdate]:
-        """Stream a guided text-to-image run (``run_text2img``); ``stop(stop_key)`` ends it after its step."""
-        models = self._text2img.models()
+    def text2img(self, prompt: str, *, model: str | None = None, stop_key: str | None = None,
+                 **settings) -> Iterator[Text2ImgUpdate]:
+        """Stream a guided text-to-image run (``run_text2img``) of `model` (a name from ``text2img_models``; None:
+        the default); ``stop(stop_key)`` ends it after its step."""
+        models = self._text2img_service(model).models()
         with self._stops.watch(stop_key) as stop:
             yield from run_text2img(models, prompt, stop=stop, **settings)
 
+    def _text2img_service(self, model: str | None) -> Text2ImgService:
+        if not model:
+            return self._text2img
+        if model not in self._t2i:
+            raise InputError(f"Unknown text-to-image model '{model}': use one of {', '.join(self._t2i)}.")
+        return self._t2i[model]
+
     @property
-    def loaded_text2img(self) -> Text2ImgModels | None:
-        return self._text2img.loaded
+    def text2img_models(self) -> list[tuple[str, str]]:
+        """The installed text-to-image models as (description, name), the default first."""
+        return [(s.describe(), name) for name, s in self._t2i.items() if s.available]
+
+    def text2img_model_reads_tokens(self, model: str | None) -> bool:
+        """Whether `model` cross-attends to the prompt's tokens (so it has attention maps)."""
+        return model in self._t2i and self._t2i[model].reads_tokens() if model else self._text2img.reads_tokens()
+
+    @property
+    def loaded_text2img(self) -> list[Text2ImgModels]:
+        """The text-to-image models loaded so far, the default first."""
+        return [m for m in (s.loaded for s in self._t2i.values()) if m is not None]
 
     @property
     def text2img_upsamples(self) -> bool:
@@ -181,7 +208,7 @@ class Engine:
 
     @property
     def text2img_reads_tokens(self) -> bool:
-        """Whether the text-to-image model also cross-attends to the prompt's tokens (it has attention maps)."""
+        """Whether the default text-to-image model also cross-attends to the prompt's tokens (it has attention maps)."""
         return self._text2img.reads_tokens()
 
     def unclip(self, prompt: str, *, stop_key: str | None = None, **settings) -> Iterator[UnclipUpdate]:

@@ -1,5 +1,6 @@
 """GLIDE's token conditioning: cross-attention to the caption's tokens, its null condition, guidance limits
 and the attention maps the view draws."""
+import pytest
 import torch
 
 from demo_core.diffusion.conditional import CondConfig, load_cond_model, save_cond_model
@@ -182,3 +183,33 @@ def test_the_diffusion_tab_denoises_toward_a_prompt_with_a_token_model(tmp_path)
     assert isinstance(a.cond, TokenCond)
     x = torch.randn(2, 3, 16, 16)
     assert a.eps(x, 10).shape == x.shape and (a.eps(x, 10) - b.eps(x, 10)).abs().max() > 0
+
+
+def test_the_tab_offers_both_of_glides_ways_and_runs_the_one_chosen(tmp_path):
+    """Text to image with a pooled-only and a token model installed: both are offered (the first the default),
+    the chosen one runs (only the token model has attention maps), an unknown name and CLIP guidance without a
+    noised CLIP for the model's CLIP get plain messages."""
+    from demo_core.diffusion.conditional import TextCondUNet, build_unet
+    from demo_core.engine import Engine
+    from demo_core.errors import InputError, ModelUnavailable
+
+    torch.manual_seed(0)
+    save_cond_model(TextCondUNet(build_unet((8, 16, 16), image_size=16), CondConfig(T=50)), tmp_path / "pooled",
+                    dtype=torch.float32)
+    save_cond_model(TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64), CondConfig(T=50, token_width=64)),
+                    tmp_path / "tokens", dtype=torch.float32)
+    engine = Engine("mini-clip", "cpu", text2img_model=[tmp_path / "pooled", tmp_path / "tokens"],
+                    noised_clip=tmp_path / "none", upsampler=tmp_path / "none")
+    try:
+        assert [name for _, name in engine.text2img_models] == ["pooled", "tokens"]
+        assert "cross-attention" in engine.text2img_models[1][0] and "cross" not in engine.text2img_models[0][0]
+        assert engine.text2img_model_reads_tokens("tokens") and not engine.text2img_model_reads_tokens("pooled")
+        *_, default = engine.text2img("a red heart", steps=5, n=1)
+        *_, tokens = engine.text2img("a red heart", model="tokens", steps=5, n=1)
+        assert default.attention == [] and len(tokens.attention) == 5  # ⟨start⟩ a red heart ⟨end⟩
+        with pytest.raises(InputError, match="use one of pooled, tokens"):
+            next(engine.text2img("a red heart", model="glide-xl"))
+        with pytest.raises(ModelUnavailable, match="Choose classifier-free guidance"):
+            next(engine.text2img("a red heart", model="tokens", method="clip"))
+    finally:
+        engine.close()

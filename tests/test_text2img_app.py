@@ -21,7 +21,12 @@ def client(tmp_path_factory):
     clip = ClipModel.load("mini-clip", "cpu")
     save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=50, image_size=clip.image_size),
                      root / "noised", "mini-clip")
-    with app_client(Engine("mini-clip", "cpu", text2img_model=root / "model", noised_clip=root / "noised")) as c:
+    from demo_core.diffusion.cross_attention import TokenCondUNet, build_token_unet
+
+    save_cond_model(TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64), CondConfig(T=50, token_width=64)),
+                    root / "tokens", dtype=torch.float32)
+    with app_client(Engine("mini-clip", "cpu", text2img_model=[root / "model", root / "tokens"],
+                           noised_clip=root / "noised")) as c:
         yield c
 
 
@@ -42,6 +47,16 @@ def test_each_guidance_method_runs_and_shows_its_pieces(client):
         captions = " | ".join(p["caption"] or "" for p in pieces)
         for piece in {"ε̂(x_t, ∅)", "CLIP score"}:  # each method shows its own pieces and not the others'
             assert (piece in captions) == (piece in own), (method, captions)
+
+
+def test_the_model_parameter_picks_glides_second_way(client):
+    """`model` names the tab's choice: the token model's run shows one cross-attention map per prompt token."""
+    images, _, _, _, attention, _, status = client.predict("a red heart", steps=5, n=1, model="tokens",
+                                                           api_name="/text2img")
+    assert len(images) == 1 and "done" in status
+    assert [m["caption"].split("”")[0].lstrip("“") for m in attention] == ["⟨start⟩", "a", "red", "heart", "⟨end⟩"]
+    images, _, status = client.predict("a heart", steps=5, model="tokens", api_name="/text2img_sweep")
+    assert len(images) == 6
 
 
 def test_sweep_gives_one_image_per_scale(client):

@@ -54,10 +54,9 @@ def status_panel(engine: Engine) -> str:
     ddpms = ", ".join(f"{m.display} (T={m.T}, {m.schedule})" for m in engine.reverse.loaded()) or "none loaded yet"
     lines.append(f"| diffusion models | {ddpms}; offered: {', '.join(available_ddpms())}; "
                  f"runs now: {engine.running} |")
-    t2i = engine.loaded_text2img
-    if t2i:
+    for t2i in engine.loaded_text2img:
         lines.append(f"| text to image | {t2i.name} (conditioned on {t2i.clip.name} text embeddings; CLIP guidance "
-                     f"{'with the noised CLIP' if t2i.noised is not None else 'off: no noised CLIP bundled'}) |")
+                     f"{'with the noised CLIP' if t2i.noised is not None else 'off: no noised CLIP for it'}) |")
     uc = engine.loaded_unclip
     if uc:
         lines.append(f"| unCLIP | prior {uc.prior.cfg.width}×{uc.prior.cfg.depth} MLP → decoder "

@@ -40,12 +40,16 @@ def _scale_for(method: str):
 
 
 def build(engine: Engine) -> None:
+    choices = engine.text2img_models
+    default_model = choices[0][1] if choices else ""
+
     def text2img(prompt: str, negative: str = "", method: str = "classifier-free guidance", scale: float = 3.0,
                  sampler: str = "DDIM", steps: int = 50, seed: int = 0, n: int = 4, inspect: float = 0.3,
-                 upsample: bool = True, request: gr.Request = None):
+                 upsample: bool = True, model: str = default_model, request: gr.Request = None):
         """Generate images from a prompt, streaming x_t and x̂₀; the first output is the list of images (with the
-        upsampler on: each 32×32 base sample beside its 64×64 upsampled one)."""
-        for u in throttled(engine.text2img(prompt, negative=negative, method=METHODS.get(method, method),
+        upsampler on: each 32×32 base sample beside its 64×64 upsampled one). `model`: a name from the tab's
+        model choice (pooled embedding only, or pooled + tokens with cross-attention maps)."""
+        for u in throttled(engine.text2img(prompt, model=model, negative=negative, method=METHODS.get(method, method),
                                            scale=scale, sampler=sampler, steps=steps, seed=seed, n=n, inspect=inspect,
                                            upsample=bool(upsample), stop_key=session_key(request))):
             yield (list(zip(u.images, u.captions)) if u.final else gr.skip(),
@@ -58,15 +62,15 @@ def build(engine: Engine) -> None:
         return pieces_at(kept, inspect)
 
     def sweep(prompt: str, method: str = "classifier-free guidance", scale: float = 3.0, sampler: str = "DDIM",
-              steps: int = 50, seed: int = 0, request: gr.Request = None):
+              steps: int = 50, seed: int = 0, model: str = default_model, request: gr.Request = None):
         """The same seed at guidance scales 0, 1, 2, 3, 5 and 8 side by side (CLIP guidance: multiples of the scale)."""
         method = METHODS.get(method, method)
         if method == "none":
             raise gr.Error("A guidance sweep needs guidance: choose classifier-free or CLIP guidance.")
         unit = float(scale) if method == "clip" else 1.0
         labels = [f"scale {w * unit:g}" for w in SWEEP_SCALES]
-        for u in throttled(engine.text2img(prompt, method=method, scale=scale, sampler=sampler, steps=steps, seed=seed,
-                                           sweep=True, stop_key=session_key(request))):
+        for u in throttled(engine.text2img(prompt, model=model, method=method, scale=scale, sampler=sampler,
+                                           steps=steps, seed=seed, sweep=True, stop_key=session_key(request))):
             yield ([(im, lab) for im, lab in zip(u.images, labels)] if u.final else gr.skip(), u.x_t,
                    "Sweep: " + _status(u))
 
@@ -81,6 +85,8 @@ def build(engine: Engine) -> None:
     with gr.Row():
         prompt = gr.Textbox("a red heart", label="Prompt", elem_id="t2i-prompt", scale=3)
         negative = gr.Textbox("", label="Negative prompt (replaces ∅ in classifier-free guidance)", scale=2)
+    model = gr.Radio(choices, value=default_model or None, label="Model: how the prompt enters the UNet (GLIDE's two "
+                     "ways)", visible=len(choices) > 1, elem_id="t2i-model")
     with gr.Row():
         method = gr.Radio(list(METHODS), value="classifier-free guidance", label="Guidance", scale=3)
         scale = gr.Slider(0, 20, value=3, step=0.5, label=SCALE_LABEL["cfg"], elem_id="t2i-scale", scale=2)
@@ -106,18 +112,21 @@ def build(engine: Engine) -> None:
                       elem_id="t2i-pieces")
     attention = pictures(label="Cross-attention at the inspected step: which word of the prompt looked where "
                          "(image 1; each map stretched from its own least to its most)", columns=8,
-                         visible=engine.text2img_reads_tokens, elem_id="t2i-attention")
+                         visible=engine.text2img_model_reads_tokens(default_model), elem_id="t2i-attention")
     scores = gr.LinePlot(x="t", y="CLIP score", label="CLIP guidance: noised-CLIP score f(x_t, t)·g(c) over the run",
                          height=220)
     swept = pictures(label="Guidance sweep: one seed, rising scale", columns=6, elem_id="t2i-swept")
     method.change(handler(_scale_for), method, scale, api_visibility="private")
+    model.change(handler(lambda name: gr.update(visible=engine.text2img_model_reads_tokens(name))), model, attention,
+                 api_visibility="private")
     kept = gr.State({})  # the last run's inspectable steps (image 1), so the slider needs no new run
     generated = run.click(model_handler(text2img, duration=120),
-                          [prompt, negative, method, scale, sampler, steps, seed, n, inspect, upsample],
+                          [prompt, negative, method, scale, sampler, steps, seed, n, inspect, upsample, model],
                           [images, x_t, x0, pieces, attention, scores, status, kept], api_name="text2img")
     inspect.release(handler(reinspect), [inspect, kept], [pieces, attention], api_visibility="private",
                     show_progress="hidden")
-    swept_run = run_sweep.click(model_handler(sweep, duration=120), [prompt, method, scale, sampler, steps, seed],
+    swept_run = run_sweep.click(model_handler(sweep, duration=120),
+                                [prompt, method, scale, sampler, steps, seed, model],
                                 [swept, x_t, status], api_name="text2img_sweep")
     for event in (generated, swept_run):
         says_when_it_fails(event, status)

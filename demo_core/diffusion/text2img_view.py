@@ -41,6 +41,8 @@ from .upsampler import BUNDLED_UPSAMPLER, UPSAMPLING, Upsampler, cascade, option
 logger = logging.getLogger(__name__)
 
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
+BUNDLED_TEXT2IMG_TOKENS = ASSETS / "models" / "emoji-text2img-tokens"  # GLIDE's second way: + cross-attention
+BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG, BUNDLED_TEXT2IMG_TOKENS)  # the Text to image tab's choices, default first
 BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"
 METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
@@ -187,7 +189,9 @@ def run_text2img(models: Text2ImgModels, prompt: str, *, negative: str | None = 
     if sampler not in ("DDPM", "DDIM"):
         raise InputError(f"Unknown sampler '{sampler}': use DDPM or DDIM.")
     if method == "clip" and models.noised is None:
-        raise ModelUnavailable("CLIP guidance needs a noised CLIP trained for this model's CLIP; none is installed here.")
+        raise ModelUnavailable(f"CLIP guidance needs a noised CLIP trained for {models.clip.name}, the CLIP this model "
+                               f"({models.name}) is conditioned on; none is installed here. Choose classifier-free "
+                               "guidance, or a model whose CLIP has a noised CLIP.")
     scale = check_number(scale, "The guidance scale", 0, MAX_SCALE)
     steps = check_number(steps, "DDIM steps", 1, models.schedule.T, integer=True)
     seed = check_seed(seed)
@@ -279,12 +283,24 @@ class Text2ImgService(ModelService[Text2ImgModels]):
     def required(self) -> list[Path]:
         return [self.path / "cond_config.json"]  # the noised CLIP is optional: CLIP guidance is then off
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def _config(self) -> dict:
+        try:
+            return json.loads((self.path / "cond_config.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def reads_tokens(self) -> bool:
         """Whether the model has GLIDE's token path (cross-attention), read from its config without loading it."""
-        try:
-            return bool(json.loads((self.path / "cond_config.json").read_text()).get("token_width"))
-        except (OSError, ValueError):
-            return False
+        return bool(self._config().get("token_width"))
+
+    def describe(self) -> str:
+        """The model as the tab's model choice names it: what it is conditioned on, and on which CLIP."""
+        how = "pooled embedding + the prompt's tokens (cross-attention)" if self.reads_tokens() else "pooled embedding"
+        return f"{self.name}: {how}, {self._config().get('clip_spec', '?')}"
 
     def _load(self) -> Text2ImgModels:
         models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip(),
