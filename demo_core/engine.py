@@ -29,7 +29,7 @@ from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, available_ddpms
 from .diffusion.reverse_service import MAX_REVERSE_IMAGES, SAMPLERS, ReverseService  # noqa: F401  (the UI's)
 from .diffusion.upsampler import BUNDLED_UPSAMPLER
-from .diffusion.text2img_view import (BUNDLED_NOISED_CLIP, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService,
+from .diffusion.text2img_view import (BUNDLED_NOISED_CLIPS, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService,
                                       Text2ImgUpdate, run_text2img)
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
@@ -63,7 +63,7 @@ class Engine:
     def __init__(self, clip_spec: str | None = None, device: str | None = None, indexes: list[str] | None = None,
                  *, background: bool = False,
                  text2img_model: str | Path | Sequence[str | Path] = BUNDLED_TEXT2IMGS,
-                 noised_clip: str | Path = BUNDLED_NOISED_CLIP, unclip_prior: str | Path = BUNDLED_PRIOR,
+                 noised_clip: str | Path | Sequence[str | Path] = BUNDLED_NOISED_CLIPS, unclip_prior: str | Path = BUNDLED_PRIOR,
                  unclip_decoder: str | Path = BUNDLED_DECODER, upsampler: str | Path = BUNDLED_UPSAMPLER):
         """Pick the device and the CLIP spec now (fast: a hub probe times out in seconds), then load
         the models once: in a background thread when `background` (the UI comes up at once and

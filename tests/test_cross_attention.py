@@ -169,6 +169,24 @@ def test_a_noised_clip_trained_for_another_clip_does_not_guide(tmp_path, caplog)
     assert models.noised is None and "trained for mini-clip-v1" in caplog.text
 
 
+def test_each_model_takes_the_noised_clip_of_its_own_clip(tmp_path):
+    """With noised CLIPs for two CLIPs installed, a model conditioned on mini-clip is guided by mini-clip's."""
+    from demo_core.clip.model import ClipModel
+    from demo_core.clip.noised import NoisedImageTower, save_noised_clip
+    from demo_core.device import pick_device
+    from demo_core.diffusion.text2img_view import BUNDLED_NOISED_CLIP, load_text2img
+
+    save_cond_model(TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64),
+                                  CondConfig(T=50, token_width=64, clip_spec="mini-clip")), tmp_path / "m",
+                    dtype=torch.float32)
+    clip = ClipModel.load("mini-clip", "cpu")
+    save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=50, image_size=clip.image_size),
+                     tmp_path / "noised-mini", "mini-clip")
+    models = load_text2img(tmp_path / "m", [BUNDLED_NOISED_CLIP, tmp_path / "noised-mini"], device=pick_device("cpu"),
+                           clip=clip)
+    assert models.noised is not None and models.noised.T == 50  # the tmp one (the bundled one has T = 1000)
+
+
 def test_the_diffusion_tab_denoises_toward_a_prompt_with_a_token_model(tmp_path):
     """Diffusion step by step's prompted model reads the prompt's tokens too when the model has them."""
     from demo_core.device import pick_device

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from PIL import Image
@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
 BUNDLED_TEXT2IMG_TOKENS = ASSETS / "models" / "emoji-text2img-tokens"  # GLIDE's second way: + cross-attention
 BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG, BUNDLED_TEXT2IMG_TOKENS)  # the Text to image tab's choices, default first
-BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"
+BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"  # trained on mini-clip-v1's image tower
+BUNDLED_NOISED_MINI_CLIP = ASSETS / "models" / "noised-mini-clip"  # on mini-clip's (the five-style CLIP)
+BUNDLED_NOISED_CLIPS = (BUNDLED_NOISED_CLIP, BUNDLED_NOISED_MINI_CLIP)  # a model takes the one for its CLIP
+NoisedPaths = str | Path | Sequence[str | Path]
 METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
 MAX_IMAGES = 8
@@ -67,11 +70,16 @@ class Text2ImgModels:
 
 
 
-def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP, *,
+def _noised_paths(noised_path: NoisedPaths) -> list[Path]:
+    return [Path(noised_path)] if isinstance(noised_path, (str, Path)) else [Path(p) for p in noised_path]
+
+
+def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS, *,
                   device: DeviceChoice, clip: ClipModel | None = None,
                   upsampler_path: str | Path = BUNDLED_UPSAMPLER) -> Text2ImgModels:
     """Load the conditional DDPM at `path`, its CLIP (reusing `clip` when it is that one), the noised
-    CLIP at `noised_path` when present (CLIP guidance is then offered) and the upsampler at
+    CLIP trained for that CLIP among the folders `noised_path` when one is (CLIP guidance is then offered: a noised
+    CLIP of another CLIP would score in another embedding space, so it is refused) and the upsampler at
     `upsampler_path` when present (the cascade's second stage is then offered)."""
     path = Path(path)
     if not (path / "cond_config.json").exists():
@@ -79,26 +87,32 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path =
     model = load_cond_model(path, device=device.device, dtype=torch.float32)
     if clip is None or clip.spec.spec != model.cfg.clip_spec:
         clip = ClipModel.load(model.cfg.clip_spec, device)
-    noised = None
-    meta = Path(noised_path) / "noised_clip.json"
-    if meta.exists():
+    noised, others = None, []
+    for folder in _noised_paths(noised_path):
+        meta = folder / "noised_clip.json"
+        if not meta.exists():
+            continue
         base = json.loads(meta.read_text()).get("base_clip", model.cfg.clip_spec)
         if base == model.cfg.clip_spec:
-            noised = load_noised_clip(noised_path, clip.model.visual, device=device.device)
-        else:  # its scores would live in another embedding space than the prompt's
-            logger.warning("CLIP guidance is off: the noised CLIP in %s was trained for %s, the text-to-image model "
-                           "is conditioned on %s", noised_path, base, model.cfg.clip_spec)
+            noised = load_noised_clip(folder, clip.model.visual, device=device.device)
+            break
+        others.append(f"{folder} (trained for {base})")
+    if noised is None and others:  # their scores would live in another embedding space than the prompt's
+        logger.warning("CLIP guidance is off for %s: no noised CLIP for %s, the CLIP it is conditioned on; "
+                       "installed: %s", path.name, model.cfg.clip_spec, ", ".join(others))
     upsampler = optional_upsampler(upsampler_path, model.image_size, device.device)
     return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
                           upsampler)
 
 
-def noised_clip_curve(noised_path: str | Path = BUNDLED_NOISED_CLIP) -> list[dict]:
+def noised_clip_curve(noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS) -> list[dict]:
     """Held-out zero-shot accuracy against t of the plain and the noised CLIP image tower, as measured
-    when the noised CLIP was trained (``noised_clip.json``): rows {t, accuracy, tower}; [] if absent."""
-    meta = Path(noised_path) / "noised_clip.json"
-    if not meta.exists():
+    when the noised CLIP was trained (``noised_clip.json``; the first installed of `noised_path`): rows
+    {t, accuracy, tower}; [] if none is installed."""
+    metas = [p / "noised_clip.json" for p in _noised_paths(noised_path) if (p / "noised_clip.json").exists()]
+    if not metas:
         return []
+    meta = metas[0]
     curve = json.loads(meta.read_text()).get("accuracy_vs_t", {})
     return [{"t": t, "accuracy": acc, "tower": f"{name} CLIP"}
             for name in ("plain", "noised") for t, acc in zip(curve.get("t", []), curve.get(name, []))]
@@ -275,9 +289,9 @@ class Text2ImgService(ModelService[Text2ImgModels]):
     """The bundled text-to-image models (``ModelService``): the conditional DDPM and the noised CLIP."""
 
     def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
-                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: str | Path = BUNDLED_NOISED_CLIP,
+                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS,
                  upsampler_path: str | Path = BUNDLED_UPSAMPLER):
-        self.path, self.noised_path, self.upsampler_path = Path(path), Path(noised_path), Path(upsampler_path)
+        self.path, self.noised_path, self.upsampler_path = Path(path), _noised_paths(noised_path), Path(upsampler_path)
         super().__init__(device, active_clip)
 
     def required(self) -> list[Path]:
