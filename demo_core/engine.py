@@ -29,8 +29,8 @@ from .device import pick_device
 from .diffusion.models import BUNDLED_DDPMS, available_ddpms
 from .diffusion.reverse_service import MAX_REVERSE_IMAGES, SAMPLERS, ReverseService  # noqa: F401  (the UI's)
 from .diffusion.upsampler import BUNDLED_UPSAMPLER
-from .diffusion.text2img_view import (BUNDLED_NOISED_CLIPS, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService,
-                                      Text2ImgUpdate, run_text2img)
+from .diffusion.text2img_models import BUNDLED_NOISED_CLIPS, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService
+from .diffusion.text2img_view import Text2ImgUpdate, run_text2img
 from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, UnclipService, UnclipUpdate,
                                run_interpolation, run_unclip, run_variations)
 from .errors import InputError, ModelUnavailable

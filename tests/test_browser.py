@@ -356,6 +356,21 @@ def test_text_to_image_streams_images_pieces_and_a_sweep(page, tmp_path):
     _screenshot(page, "text-to-image.png", tmp_path)
 
 
+def test_text_to_image_shows_which_word_looked_where(page, tmp_path):
+    """GLIDE's second way: the model that cross-attends to the prompt's tokens draws one map per token at the
+    inspected step, and moving the inspect slider redraws them."""
+    open_tab(page, "Text to image")
+    page.locator("#t2i-model").get_by_text("cross-attention").click()
+    page.locator("#t2i-prompt textarea").fill("a red heart")
+    page.locator("#t2i-run").click()
+    _wait_text(page, "#t2i-status", "done", 240_000)
+    maps = page.locator("#t2i-attention")
+    assert maps.locator("img").count() == 5  # ⟨start⟩ a red heart ⟨end⟩
+    words = maps.inner_text()
+    assert all(f"“{w}”" in words for w in ("a", "red", "heart")), words
+    _screenshot(page, "text-to-image-attention.png", tmp_path)
+
+
 def test_a_failed_run_says_so_in_its_status_line(page):
     """The status line kept what it said before (the previous run's "✅ done") when a run failed; now it says
     the run failed."""

@@ -1,121 +1,45 @@
-"""Text to image for the UI: load the bundled models, check the user's prompt, and stream a guided run.
+"""Text to image for the UI: check the user's prompt, and stream a guided run.
 
-``Text2ImgModels`` holds the text-conditional DDPM, the CLIP whose text tower conditions it (the
-bundled mini-CLIP, whatever CLIP the rest of the app uses) and the noised CLIP image tower for CLIP
-guidance. ``run_text2img`` wraps ``text2img.guided_sampler`` and yields ``Text2ImgUpdate``s: x_t and
-x̂_0 as they are denoised, the pieces of the guided prediction at the step the user chose to
-inspect, the CLIP score over steps, and at the end the images.
+``run_text2img`` wraps ``text2img.guided_sampler`` on the loaded models (``text2img_models``) and yields
+``Text2ImgUpdate``s: x_t and x̂_0 as they are denoised, the pieces of the guided prediction at the step the
+user chose to inspect, the cross-attention maps of a model that reads the prompt's tokens, the CLIP score
+over steps, and at the end the images.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Iterator, Literal
 
 import torch
 from PIL import Image
 
 from ..clip.model import ClipModel
 from ..clip.prompts import check_prompt
-from ..clip.noised import NoisedImageTower, load_noised_clip
 from ..clip.tokens import encode_tokens
-from ..device import DeviceChoice
 from ..errors import InputError, ModelUnavailable
 from ..images import grid
 from ..inputs import check_number, check_seed
-from ..registry import ASSETS
-from ..runs import ModelService
 from .attention_view import attention_pictures, heatmap
-from .conditional import TextCondUNet, load_cond_model
+from .conditional import TextCondUNet
 from .cross_attention import TokenCond, TokenCondUNet
-from .ddpm import Schedule
 from .samplers import initial_noise, until_stopped
 from .text2img import GuidedStep, guided_sampler
-from .upsampler import BUNDLED_UPSAMPLER, UPSAMPLING, Upsampler, cascade, optional_upsampler
+from .text2img_models import (BUNDLED_NOISED_CLIP, BUNDLED_NOISED_CLIPS, BUNDLED_TEXT2IMG,  # noqa: F401  (re-exported)
+                              BUNDLED_TEXT2IMG_TOKENS, BUNDLED_TEXT2IMGS, Text2ImgModels, Text2ImgService,
+                              load_text2img, noised_clip_curve)
+from .upsampler import UPSAMPLING, cascade
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
-BUNDLED_TEXT2IMG_TOKENS = ASSETS / "models" / "emoji-text2img-tokens"  # GLIDE's second way: + cross-attention
-BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG, BUNDLED_TEXT2IMG_TOKENS)  # the Text to image tab's choices, default first
-BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"  # trained on mini-clip-v1's image tower
-BUNDLED_NOISED_MINI_CLIP = ASSETS / "models" / "noised-mini-clip"  # on mini-clip's (the five-style CLIP)
-BUNDLED_NOISED_CLIPS = (BUNDLED_NOISED_CLIP, BUNDLED_NOISED_MINI_CLIP)  # a model takes the one for its CLIP
-NoisedPaths = str | Path | Sequence[str | Path]
 METHODS = {"none (unconditional)": "none", "classifier-free guidance": "cfg", "CLIP guidance (noised CLIP)": "clip"}
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # the CFG paper's trade-off, side by side
 MAX_IMAGES = 8
 MAX_SCALE = 1000.0
 Sampler = Literal["DDPM", "DDIM"]
-
-
-@dataclass
-class Text2ImgModels:
-    model: TextCondUNet
-    clip: ClipModel  # the CLIP whose text embeddings condition `model`
-    noised: NoisedImageTower | None
-    schedule: Schedule
-    device: DeviceChoice
-    name: str
-    upsampler: Upsampler | None = None  # the cascade's second stage (32×32 -> 64×64), when installed
-
-    @property
-    def image_size(self) -> int:
-        return self.model.image_size
-
-
-
-def _noised_paths(noised_path: NoisedPaths) -> list[Path]:
-    return [Path(noised_path)] if isinstance(noised_path, (str, Path)) else [Path(p) for p in noised_path]
-
-
-def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS, *,
-                  device: DeviceChoice, clip: ClipModel | None = None,
-                  upsampler_path: str | Path = BUNDLED_UPSAMPLER) -> Text2ImgModels:
-    """Load the conditional DDPM at `path`, its CLIP (reusing `clip` when it is that one), the noised
-    CLIP trained for that CLIP among the folders `noised_path` when one is (CLIP guidance is then offered: a noised
-    CLIP of another CLIP would score in another embedding space, so it is refused) and the upsampler at
-    `upsampler_path` when present (the cascade's second stage is then offered)."""
-    path = Path(path)
-    if not (path / "cond_config.json").exists():
-        raise ModelUnavailable(f"No text-to-image model in {path}.")
-    model = load_cond_model(path, device=device.device, dtype=torch.float32)
-    if clip is None or clip.spec.spec != model.cfg.clip_spec:
-        clip = ClipModel.load(model.cfg.clip_spec, device)
-    noised, others = None, []
-    for folder in _noised_paths(noised_path):
-        meta = folder / "noised_clip.json"
-        if not meta.exists():
-            continue
-        base = json.loads(meta.read_text()).get("base_clip", model.cfg.clip_spec)
-        if base == model.cfg.clip_spec:
-            noised = load_noised_clip(folder, clip.model.visual, device=device.device)
-            break
-        others.append(f"{folder} (trained for {base})")
-    if noised is None and others:  # their scores would live in another embedding space than the prompt's
-        logger.warning("CLIP guidance is off for %s: no noised CLIP for %s, the CLIP it is conditioned on; "
-                       "installed: %s", path.name, model.cfg.clip_spec, ", ".join(others))
-    upsampler = optional_upsampler(upsampler_path, model.image_size, device.device)
-    return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
-                          upsampler)
-
-
-def noised_clip_curve(noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS) -> list[dict]:
-    """Held-out zero-shot accuracy against t of the plain and the noised CLIP image tower, as measured
-    when the noised CLIP was trained (``noised_clip.json``; the first installed of `noised_path`): rows
-    {t, accuracy, tower}; [] if none is installed."""
-    metas = [p / "noised_clip.json" for p in _noised_paths(noised_path) if (p / "noised_clip.json").exists()]
-    if not metas:
-        return []
-    meta = metas[0]
-    curve = json.loads(meta.read_text()).get("accuracy_vs_t", {})
-    return [{"t": t, "accuracy": acc, "tower": f"{name} CLIP"}
-            for name in ("plain", "noised") for t, acc in zip(curve.get("t", []), curve.get(name, []))]
 
 
 @dataclass
@@ -283,42 +207,3 @@ def prompt_condition(model: TextCondUNet, clip: ClipModel, prompt: str, device=N
         f = encode_tokens(clip, [prompt])
         return TokenCond(f.pooled, f.tokens, f.mask), tuple(f.words[0])
     return clip.encode_texts([prompt])[0].to(device), ()
-
-
-class Text2ImgService(ModelService[Text2ImgModels]):
-    """The bundled text-to-image models (``ModelService``): the conditional DDPM and the noised CLIP."""
-
-    def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
-                 path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS,
-                 upsampler_path: str | Path = BUNDLED_UPSAMPLER):
-        self.path, self.noised_path, self.upsampler_path = Path(path), _noised_paths(noised_path), Path(upsampler_path)
-        super().__init__(device, active_clip)
-
-    def required(self) -> list[Path]:
-        return [self.path / "cond_config.json"]  # the noised CLIP is optional: CLIP guidance is then off
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def _config(self) -> dict:
-        try:
-            return json.loads((self.path / "cond_config.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def reads_tokens(self) -> bool:
-        """Whether the model has GLIDE's token path (cross-attention), read from its config without loading it."""
-        return bool(self._config().get("token_width"))
-
-    def describe(self) -> str:
-        """The model as the tab's model choice names it: what it is conditioned on, and on which CLIP."""
-        how = "pooled embedding + the prompt's tokens (cross-attention)" if self.reads_tokens() else "pooled embedding"
-        return f"{self.name}: {how}, {self._config().get('clip_spec', '?')}"
-
-    def _load(self) -> Text2ImgModels:
-        models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip(),
-                               upsampler_path=self.upsampler_path)
-        logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
-                    "on" if models.noised is not None else "off: no noised CLIP")
-        return models
