@@ -196,6 +196,10 @@ class Engine:
         """Whether `model` cross-attends to the prompt's tokens (so it has attention maps)."""
         return model in self._t2i and self._t2i[model].reads_tokens() if model else self._text2img.reads_tokens()
 
+    def text2img_model_guides_with_clip(self, model: str | None) -> bool:
+        """Whether `model` can be CLIP-guided: a noised CLIP for its CLIP is installed."""
+        return model in self._t2i and self._t2i[model].guides_with_clip() if model else self._text2img.guides_with_clip()
+
     @property
     def loaded_text2img(self) -> list[Text2ImgModels]:
         """The text-to-image models loaded so far, the default first."""

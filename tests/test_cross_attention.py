@@ -185,6 +185,13 @@ def test_each_model_takes_the_noised_clip_of_its_own_clip(tmp_path):
     models = load_text2img(tmp_path / "m", [BUNDLED_NOISED_CLIP, tmp_path / "noised-mini"], device=pick_device("cpu"),
                            clip=clip)
     assert models.noised is not None and models.noised.T == 50  # the tmp one (the bundled one has T = 1000)
+    from demo_core.diffusion.text2img_models import Text2ImgService
+
+    def service(noised):
+        return Text2ImgService(pick_device("cpu"), lambda: clip, tmp_path / "m", noised)
+
+    assert service([BUNDLED_NOISED_CLIP, tmp_path / "noised-mini"]).guides_with_clip()  # read from configs
+    assert not service([BUNDLED_NOISED_CLIP]).guides_with_clip()
 
 
 def test_the_diffusion_tab_denoises_toward_a_prompt_with_a_token_model(tmp_path):

@@ -66,3 +66,22 @@ def test_every_model_running_handler_is_on_the_gpu_and_every_engine_call_maps_er
             assert hasattr(dep.fn, "__wrapped__"), f"{name} is wired without ui.common.handler"
     wired = [getattr(dep.fn, "__wrapped__", dep.fn).__name__ for dep in demo.fns.values()]
     assert wired.count("clip_matrix") == 4 and wired.count("search") == 2  # button + slider/shuffle/order; click + Enter
+
+
+def test_text_to_image_keeps_clip_guidance_on_a_model_that_has_a_noised_clip():
+    """Choosing CLIP guidance with a model whose CLIP has no noised CLIP switches to one that has; choosing such a
+    model while CLIP guidance is on switches to classifier-free guidance (either way the run can go)."""
+    from ui.text_to_image import _pairing
+
+    class TwoModels:  # what the tab asks the engine
+        text2img_models = [("tokens: pooled + tokens", "tokens"), ("pooled: pooled embedding", "pooled")]
+
+        def text2img_model_guides_with_clip(self, name):
+            return name == "pooled"
+
+    on_method, on_model = _pairing(TwoModels())
+    assert on_method("CLIP guidance (noised CLIP)", "tokens") == "pooled"
+    assert on_method("CLIP guidance (noised CLIP)", "pooled") == gr.skip()  # left as it is
+    assert on_method("classifier-free guidance", "tokens") == gr.skip()
+    assert on_model("tokens", "CLIP guidance (noised CLIP)") == "classifier-free guidance"
+    assert on_model("pooled", "CLIP guidance (noised CLIP)") == gr.skip()

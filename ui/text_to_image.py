@@ -39,6 +39,28 @@ def _scale_for(method: str):
     return gr.Slider(maximum=maximum, value=value, step=step, label=SCALE_LABEL[key])
 
 
+def _pairing(engine: Engine):
+    """Keep the chosen guidance and model compatible: CLIP guidance needs a model whose CLIP has a noised CLIP.
+    Choosing CLIP guidance switches to such a model; choosing a model without one switches to classifier-free
+    guidance; each says so."""
+    def on_method(method: str, model: str):
+        if METHODS.get(method) != "clip" or engine.text2img_model_guides_with_clip(model):
+            return gr.skip()
+        able = [name for _, name in engine.text2img_models if engine.text2img_model_guides_with_clip(name)]
+        if not able:
+            gr.Warning("CLIP guidance needs a noised CLIP, and none is installed here.")
+            return gr.skip()
+        gr.Info(f"CLIP guidance: switched to the model {able[0]}, whose CLIP has a noised CLIP.")
+        return able[0]
+
+    def on_model(model: str, method: str):
+        if METHODS.get(method) != "clip" or engine.text2img_model_guides_with_clip(model):
+            return gr.skip()
+        gr.Info(f"{model} has no noised CLIP for its CLIP: switched to classifier-free guidance.")
+        return "classifier-free guidance"
+    return on_method, on_model
+
+
 def build(engine: Engine) -> None:
     choices = engine.text2img_models
     default_model = choices[0][1] if choices else ""
@@ -119,6 +141,9 @@ def build(engine: Engine) -> None:
     method.change(handler(_scale_for), method, scale, api_visibility="private")
     model.change(handler(lambda name: gr.update(visible=engine.text2img_model_reads_tokens(name))), model, attention,
                  api_visibility="private")
+    on_method, on_model = _pairing(engine)
+    method.change(handler(on_method), [method, model], model, api_visibility="private")
+    model.change(handler(on_model), [model, method], method, api_visibility="private")
     kept = gr.State({})  # the last run's inspectable steps (image 1), so the slider needs no new run
     generated = run.click(model_handler(text2img, duration=120),
                           [prompt, negative, method, scale, sampler, steps, seed, n, inspect, upsample, model],

@@ -122,6 +122,17 @@ class Text2ImgService(ModelService[Text2ImgModels]):
         """Whether the model has GLIDE's token path (cross-attention), read from its config without loading it."""
         return bool(self._config().get("token_width"))
 
+    def guides_with_clip(self) -> bool:
+        """Whether a noised CLIP for this model's CLIP is installed (so CLIP guidance is offered), from configs."""
+        spec = self._config().get("clip_spec")
+        for folder in self.noised_path:
+            try:
+                if json.loads((folder / "noised_clip.json").read_text()).get("base_clip", spec) == spec:
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
     def describe(self) -> str:
         """The model as the tab's model choice names it: what it is conditioned on, and on which CLIP."""
         how = "pooled embedding + the prompt's tokens (cross-attention)" if self.reads_tokens() else "pooled embedding"
