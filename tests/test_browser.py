@@ -225,10 +225,10 @@ def test_diffusion_tab_reverse_process_denoises_toward_a_prompt(page, tmp_path):
     page.get_by_role("option", name="emoji-ddpm", exact=True).click()
     page.wait_for_function("document.querySelector('#r-prompt textarea').disabled", timeout=10_000)
     page.locator("#r-model input").click()
-    page.get_by_role("option", name="emoji-text2img (your prompt)").click()
+    page.get_by_role("option", name="text-conditional emoji DDPM (your prompt)").click()
     page.wait_for_function("!document.querySelector('#r-prompt textarea').disabled", timeout=10_000)
     page.locator("#r-prompt textarea").fill("a clock")
-    page.locator("#r-run").click()  # emoji-text2img guided toward "a clock", DDIM 50 steps, 4 images
+    page.locator("#r-run").click()  # the text-conditional DDPM guided toward "a clock", DDIM 50 steps, 4 images
     _wait_text(page, "#r-status", "DDIM", 30_000)  # the first frames stream in before the end
     status = _wait_text(page, "#r-status", "done", 120_000)
     assert "step 50 of 50" in status, status

@@ -164,9 +164,9 @@ def test_the_timeline_opens_on_the_result_not_on_noise(engine):
 
 @pytest.mark.slow
 def test_the_default_reverse_model_is_the_text_conditional_one_guided_by_the_prompt(engine):
-    """Diffusion step by step denoises into a picture of the prompt: its default model is emoji-text2img with
-    classifier-free guidance, the same sampling as Text to image (same seed, same pictures)."""
-    from demo_core.diffusion.prompted import TEXT_DDPM
+    """Diffusion step by step denoises into a picture of the prompt: its default model is Text to image's
+    default model with classifier-free guidance, the same sampling as Text to image (same seed, same pictures)."""
+    from demo_core.diffusion.prompted import OLD_TEXT_DDPM, TEXT_DDPM
 
     assert engine.reverse.models()[0] == TEXT_DDPM and "emoji-ddpm" in engine.reverse.models()
     *_, reverse = engine.reverse.sample(TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a cat face", scale=3)
@@ -176,3 +176,5 @@ def test_the_default_reverse_model_is_the_text_conditional_one_guided_by_the_pro
     assert not np.array_equal(np.asarray(other.latest["DDIM"].x_t), np.asarray(t2i.x_t))  # the prompt steers
     with pytest.raises(InputError, match="Type a prompt"):
         next(engine.reverse.sample(TEXT_DDPM, "DDIM", prompt="  "))
+    *_, old = engine.reverse.sample(OLD_TEXT_DDPM, "DDIM", ddim_steps=10, seed=3, n=2, prompt="a clock", scale=3)
+    assert np.array_equal(np.asarray(old.latest["DDIM"].x_t), np.asarray(other.latest["DDIM"].x_t))  # its old name

@@ -9,7 +9,7 @@ import pandas as pd
 
 from demo_core.diffusion import forward_view, toy2d
 from demo_core.diffusion.models import hub_note
-from demo_core.diffusion.prompted import TEXT_DDPM
+from demo_core.diffusion.prompted import OLD_TEXT_DDPM, TEXT_DDPM
 from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
@@ -122,7 +122,7 @@ def build(engine: Engine) -> None:
         """Stream a reverse process: x_t, ε̂ and x̂_0 per step (DDPM, DDIM, or both from one seed). The default
         model is the text-conditional one, guided toward `prompt`; the unconditional ones ignore it."""
         model_name = model_name or (engine.reverse.models() or [""])[0]
-        note = hub_note(engine.reverse.ddpm(model_name)) if model_name != TEXT_DDPM else None  # the run encodes the prompt
+        note = hub_note(engine.reverse.ddpm(model_name)) if model_name not in (TEXT_DDPM, OLD_TEXT_DDPM) else None  # the run encodes the prompt
         if note:
             gr.Info(note)
         for u in throttled(engine.reverse.sample(model_name, sampler, ddim_steps=ddim_steps, eta=eta, seed=seed, n=n,

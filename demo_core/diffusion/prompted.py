@@ -21,7 +21,8 @@ from .guidance import cfg_eps
 from .conditional import batch_cond, cat_cond
 from .text2img_view import MAX_SCALE, Text2ImgModels, prompt_condition
 
-TEXT_DDPM = "emoji-text2img (your prompt)"  # its name in the Model list
+TEXT_DDPM = "text-conditional emoji DDPM (your prompt)"  # its name in the Model list: Text to image's default model
+OLD_TEXT_DDPM = "emoji-text2img (your prompt)"  # the same, as the `sample` endpoint took it before (still accepted)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class PromptedDdpm:
 
     @property
     def display(self) -> str:
-        return f"emoji-text2img, “{self.prompt}”, w = {self.scale:g}"
+        return f"{self.models.name}, “{self.prompt}”, w = {self.scale:g}"
 
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """The guided ε̂(x_t, t) with the slides' t (1..T); the model counts k = t − 1."""

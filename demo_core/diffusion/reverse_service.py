@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..inputs import check_number, check_seed
 from ..runs import KeptFiles, LoadOnce, StopSignals
 from .models import DdpmModel, available_ddpms, load_ddpm
-from .prompted import TEXT_DDPM, PromptedDdpm, prompted_ddpm
+from .prompted import OLD_TEXT_DDPM, TEXT_DDPM, PromptedDdpm, prompted_ddpm
 from .reverse_view import ReverseFrame, ReverseRun, ReverseUpdate, run_reverse
 from .text2img_view import Text2ImgService
 
@@ -44,7 +44,7 @@ class ReverseService:
 
     def model(self, name: str, prompt: str | None = None, scale: float = 3.0) -> DdpmModel | PromptedDdpm:
         """The model `name` of ``models()``; the text-conditional one guided toward `prompt` at `scale`."""
-        if name == TEXT_DDPM:
+        if name in (TEXT_DDPM, OLD_TEXT_DDPM):
             return prompted_ddpm(self._text2img.models(), prompt, scale)
         return self.ddpm(name)
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
 BUNDLED_TEXT2IMG_TOKENS = ASSETS / "models" / "emoji-text2img-tokens"  # GLIDE's second way: + cross-attention
-BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG, BUNDLED_TEXT2IMG_TOKENS)  # the Text to image tab's choices, default first
+BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG_TOKENS, BUNDLED_TEXT2IMG)  # the Text to image tab's choices, default first
 BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"  # trained on mini-clip-v1's image tower
 BUNDLED_NOISED_MINI_CLIP = ASSETS / "models" / "noised-mini-clip"  # on mini-clip's (the five-style CLIP)
 BUNDLED_NOISED_CLIPS = (BUNDLED_NOISED_CLIP, BUNDLED_NOISED_MINI_CLIP)  # a model takes the one for its CLIP
