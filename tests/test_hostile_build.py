@@ -151,7 +151,10 @@ def test_ctrl_c_ends_the_build_cleanly(tmp_path):
     out = tmp_path / "idx"
     cmd = [sys.executable, str(ROOT / "index_builder"), str(root), "--out", str(out), "--model", "mini-clip",
            "--batch-size", "2", "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # Ctrl-C's default action, whatever this process inherited: a shell that starts the test suite in the
+    # background (`make test &`) ignores SIGINT, the child would inherit that and never see the Ctrl-C
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # until some batches are committed
         if (out / "meta.sqlite").exists() and (out / "meta.sqlite").stat().st_size > 20_000:
