@@ -26,6 +26,7 @@ from demo_core.clip.model import ClipModel  # noqa: E402
 from demo_core.clip.noised import load_noised_clip  # noqa: E402
 from demo_core.diffusion.conditional import batch_cond, load_cond_model  # noqa: E402
 from demo_core.diffusion.samplers import initial_noise  # noqa: E402
+from demo_core.diffusion.text2img_models import noised_clip_for  # noqa: E402
 from demo_core.diffusion.text2img_view import prompt_condition  # noqa: E402
 from demo_core.diffusion.ddpm import Schedule  # noqa: E402
 from demo_core.diffusion.text2img import guided_sampler  # noqa: E402
@@ -126,14 +127,11 @@ def main(argv=None) -> int:
     judge_meta = json.loads((Path(args.judge) / "judge.json").read_text())
     judge2 = load_judge(args.judge2) if (Path(args.judge2) / "judge.json").exists() else None
     noised = None
-    meta = Path(args.noised_clip) / "noised_clip.json"
-    if meta.exists():
-        base = json.loads(meta.read_text()).get("base_clip")
-        if base == model.cfg.clip_spec:
-            noised = load_noised_clip(args.noised_clip, clip.model.visual)
-        else:  # as the app: a noised CLIP for another CLIP would score in another embedding space
-            print(f"CLIP guidance not measured: the noised CLIP was trained for {base}, the model is on "
-                  f"{model.cfg.clip_spec}", flush=True)
+    folder = noised_clip_for(model.cfg.clip_spec, args.noised_clip)  # as the app chooses it
+    if folder is not None:
+        noised = load_noised_clip(folder, clip.model.visual)
+    else:
+        print(f"CLIP guidance not measured: no noised CLIP for {model.cfg.clip_spec} in {args.noised_clip}", flush=True)
     seeds = list(range(args.seeds))
     cfg_scales = [float(v) for v in args.cfg_scales.split(",")]
     clip_scales = [float(v) for v in args.clip_scales.split(",")]

@@ -52,6 +52,23 @@ def _noised_paths(noised_path: NoisedPaths) -> list[Path]:
     return [Path(noised_path)] if isinstance(noised_path, (str, Path)) else [Path(p) for p in noised_path]
 
 
+def noised_clips(noised_path: NoisedPaths) -> list[tuple[Path, str | None]]:
+    """The installed noised CLIPs among the folders `noised_path`, each with the CLIP it was trained for."""
+    out = []
+    for folder in _noised_paths(noised_path):
+        try:
+            out.append((folder, json.loads((folder / "noised_clip.json").read_text()).get("base_clip")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def noised_clip_for(clip_spec: str, noised_path: NoisedPaths) -> Path | None:
+    """The folder of the noised CLIP trained for `clip_spec` among `noised_path` (a noised CLIP of another CLIP
+    would score in another embedding space); None if there is none."""
+    return next((folder for folder, base in noised_clips(noised_path) if base in (None, clip_spec)), None)
+
+
 def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS, *,
                   device: DeviceChoice, clip: ClipModel | None = None,
                   upsampler_path: str | Path = BUNDLED_UPSAMPLER) -> Text2ImgModels:
@@ -65,19 +82,14 @@ def load_text2img(path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths 
     model = load_cond_model(path, device=device.device, dtype=torch.float32)
     if clip is None or clip.spec.spec != model.cfg.clip_spec:
         clip = ClipModel.load(model.cfg.clip_spec, device)
-    noised, others = None, []
-    for folder in _noised_paths(noised_path):
-        meta = folder / "noised_clip.json"
-        if not meta.exists():
-            continue
-        base = json.loads(meta.read_text()).get("base_clip", model.cfg.clip_spec)
-        if base == model.cfg.clip_spec:
-            noised = load_noised_clip(folder, clip.model.visual, device=device.device)
-            break
-        others.append(f"{folder} (trained for {base})")
-    if noised is None and others:  # their scores would live in another embedding space than the prompt's
+    noised = None
+    folder = noised_clip_for(model.cfg.clip_spec, noised_path)
+    if folder is not None:
+        noised = load_noised_clip(folder, clip.model.visual, device=device.device)
+    elif installed := noised_clips(noised_path):  # their scores would live in another embedding space
         logger.warning("CLIP guidance is off for %s: no noised CLIP for %s, the CLIP it is conditioned on; "
-                       "installed: %s", path.name, model.cfg.clip_spec, ", ".join(others))
+                       "installed: %s", path.name, model.cfg.clip_spec,
+                       ", ".join(f"{f} (trained for {b})" for f, b in installed))
     upsampler = optional_upsampler(upsampler_path, model.image_size, device.device)
     return Text2ImgModels(model, clip, noised, Schedule.make(model.cfg.schedule, model.cfg.T), device, path.name,
                           upsampler)
@@ -124,14 +136,7 @@ class Text2ImgService(ModelService[Text2ImgModels]):
 
     def guides_with_clip(self) -> bool:
         """Whether a noised CLIP for this model's CLIP is installed (so CLIP guidance is offered), from configs."""
-        spec = self._config().get("clip_spec")
-        for folder in self.noised_path:
-            try:
-                if json.loads((folder / "noised_clip.json").read_text()).get("base_clip", spec) == spec:
-                    return True
-            except (OSError, ValueError):
-                continue
-        return False
+        return noised_clip_for(self._config().get("clip_spec"), self.noised_path) is not None
 
     def describe(self) -> str:
         """The model as the tab's model choice names it: what it is conditioned on, and on which CLIP."""
