@@ -49,23 +49,38 @@ def dataset(tmp_path):
         "package/icons/flat/waving-hand-default.svg": SQUARE.format("#ff00ff"),  # skin-tone emoji: -default
         "package/icons/modern/cat.svg": SQUARE.format("#000000"),  # another style's folder: not flat
     })
+    body = '<rect x="4" y="4" width="24" height="24" fill="{}"/>'
+    ic = _tarball(tmp_path / "ic.tgz", {  # an Iconify icon set: one JSON of SVG bodies, no licence file
+        "package/package.json": json.dumps({"name": "@iconify-json/emojione", "license": "CC-BY-4.0"}),
+        "package/info.json": json.dumps({"name": "Emoji One", "license": {"title": "CC BY 4.0", "spdx": "CC-BY-4.0"}}),
+        "package/icons.json": json.dumps({
+            "prefix": "emojione", "width": 32, "height": 32,
+            "icons": {"waving-hand": {"body": body.format("#00ffff")},
+                      "redheart": {"body": body.format("#0000ff")},  # Unicode name, words run together
+                      "cat-face": {"body": "<path d='M"}},  # broken
+            "aliases": {"dog": {"parent": "waving-hand"}, "cat": {"parent": "cat-face"}}}),
+    })
     styles = (SvgStyle("twemoji", "@twemoji/svg@15.0.0", "package", "codepoints", "package/license", "MIT / CC-BY 4.0"),
               SvgStyle("fluent-flat", "fluentui-emoji@1.3.0", "package/icons/flat", "cldr-name", "package/LICENSE",
-                       "MIT"))
-    return tmp_path, styles, {"twemoji": tw, "fluent-flat": fl}
+                       "MIT"),
+              SvgStyle("emojione", "@iconify-json/emojione@1.2.3", "package", "iconify", "package/info.json",
+                       "CC-BY 4.0"))
+    return tmp_path, styles, {"twemoji": tw, "fluent-flat": fl, "emojione": ic}
 
 
 def test_styles_align_by_name_record_licences_and_skip_a_broken_svg(dataset, capsys):
     root, styles, tarballs = dataset
     counts = build_styles(root, root / "npm", 24, styles=styles, tarballs=tarballs)
-    assert counts == {"twemoji": 2, "fluent-flat": 2}
+    assert counts == {"twemoji": 2, "fluent-flat": 2, "emojione": 3}
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("skipped twemoji/1f408.svg")  # one line for the broken file
+    assert len(err) == 2 and err[0].startswith("skipped twemoji/1f408.svg")  # one line for each broken file
+    assert err[1].startswith("skipped emojione/cat.svg")
 
     sources = json.loads((root / "styles" / "sources.json").read_text())
     assert "Samuel Kopp" in sources["twemoji"]["licence_file_text"]
     assert "Mohammad Abu Mattar" in sources["fluent-flat"]["licence_file_text"]
     assert sources["twemoji"]["skipped"] == ["1f408.svg"] and sources["held_out_style"] == HELD_OUT_STYLE
+    assert "CC-BY-4.0" in sources["emojione"]["licence_file_text"]  # info.json's and package.json's licences
 
     def colour(style, name):
         data = EmojiData.load(root, styles=(style,))
@@ -76,6 +91,9 @@ def test_styles_align_by_name_record_licences_and_skip_a_broken_svg(dataset, cap
     assert colour("twemoji", "red heart") == (0, 1, 0, 1)
     assert colour("fluent-flat", "cat") == (1, 1, 0, 1)  # the flat folder, not modern's black cat
     assert colour("fluent-flat", "waving hand") == (1, 0, 1, 1)
+    assert colour("emojione", "waving hand") == (0, 1, 1, 1)
+    assert colour("emojione", "dog") == (0, 1, 1, 1)  # an alias drawn as its parent
+    assert colour("emojione", "red heart") == (0, 0, 1, 1)
     both = EmojiData.load(root, styles=("noto", "twemoji", "fluent-flat"))
     assert len(both) == 4 + 2 + 2 and {r["style"] for r in both.records} == {"noto", "twemoji", "fluent-flat"}
     assert both.emoji_ids.tolist().count(0) == 2  # the dog: noto and twemoji, one emoji
@@ -86,9 +104,10 @@ def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(datase
 
     root, styles, tarballs = dataset
     # every style of the real set, so "seen" resolves; the fluent ones are copies of the flat package
+    by_naming = {"cldr-name": "fluent-flat", "codepoints": "twemoji", "iconify": "emojione"}
     all_styles = tuple(SvgStyle(s.name, s.package, styles[1].folder if s.naming == "cldr-name" else s.folder,
                                 s.naming, s.licence_file, s.licence) for s in emoji_styles.STYLES)
-    tar = {s.name: tarballs["fluent-flat" if s.naming == "cldr-name" else "twemoji"] for s in all_styles}
+    tar = {s.name: tarballs[by_naming[s.naming]] for s in all_styles}
     build_styles(root, root / "npm", 24, styles=all_styles, tarballs=tar)
 
     evaluation = training_data(str(root), TrainConfig(styles="seen", split="train"))

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default="data/emoji", help="output folder (default: data/emoji)")
     ap.add_argument("--styles", choices=("all", "noto"), default="all",
-                    help="all: also Twemoji and Fluent Emoji (flat, modern, high-contrast) from npm; noto: the font only")
+                    help="all: also Twemoji, Fluent Emoji (flat, modern, high-contrast), Emoji One, Noto v1, Firefox OS and Streamline emoji from npm; noto: the font only")
     ap.add_argument("--npm-cache", default="data/npm", help="where the npm tarballs are kept (default: data/npm)")
     ap.add_argument("--examples", default=None, metavar="DIR",
                     help="also render the app's held-out example images into DIR")

@@ -8,6 +8,13 @@ emoji's name, captions and held-out split are shared by all its drawings:
 | ``noto`` | Debian ``fonts-noto-color-emoji`` | the font's glyph | SIL OFL 1.1 (artwork also Apache-2.0) |
 | ``twemoji`` | ``@twemoji/svg`` 15.0.0 | code points in hex, ``-``-joined | package MIT; artwork CC-BY 4.0 (Twitter, Inc. and contributors) |
 | ``fluent-flat`` / ``fluent-modern`` / ``fluent-high-contrast`` | ``fluentui-emoji`` 1.3.0 | the CLDR name, hyphenated (``-default`` for emoji with skin tones) | MIT (Microsoft Fluent Emoji) |
+| ``emojione`` | ``@iconify-json/emojione`` 1.2.3 (Emoji One 2.3) | Iconify icon set: the CLDR name, hyphenated | CC-BY 4.0 (Emoji One) |
+| ``noto-v1`` | ``@iconify-json/noto-v1`` 1.2.5 (Noto's first, "blob" design) | as above | Apache-2.0 (Google) |
+| ``fxemoji`` | ``@iconify-json/fxemoji`` 1.2.2 (Firefox OS emoji) | the Unicode name, words run together | Apache-2.0 (Mozilla) |
+| ``streamline`` | ``@iconify-json/streamline-emojis`` 1.2.4 | its own names; those equal to a CLDR name | CC-BY 4.0 (Streamline) |
+
+An Iconify package has no licence file: its ``info.json`` states the licence of the artwork (title, SPDX id,
+URL) and ``package.json`` the package's; both are stored as the licence text.
 
 OpenMoji (CC BY-SA 4.0) is not used: weights trained on it may count as an adaptation that share-alike
 would put under CC BY-SA too, which the project's Apache-2.0 weights are not.
@@ -39,7 +46,7 @@ class SvgStyle:
     name: str
     package: str  # npm name@version
     folder: str  # inside the package tarball
-    naming: str  # "codepoints" or "cldr-name"
+    naming: str  # "codepoints", "cldr-name" or "iconify" (an Iconify JSON icon set)
     licence_file: str
     licence: str  # what the card says
 
@@ -55,11 +62,27 @@ STYLES = (
     SvgStyle("fluent-high-contrast", "fluentui-emoji@1.3.0", "package/icons/high-contrast", "cldr-name",
              "package/LICENSE",
              "Package: MIT (c) 2022 Mohammad Abu Mattar. Artwork: Microsoft Fluent Emoji, MIT (c) Microsoft."),
+    SvgStyle("emojione", "@iconify-json/emojione@1.2.3", "package", "iconify", "package/info.json",
+             "Artwork: Emoji One 2.3 (https://github.com/EmojiTwo/emojitwo), by Emoji One, CC-BY 4.0 "
+             "(https://creativecommons.org/licenses/by/4.0/). Package: Iconify's JSON of that set, CC-BY-4.0."),
+    SvgStyle("noto-v1", "@iconify-json/noto-v1@1.2.5", "package", "iconify", "package/info.json",
+             "Artwork: Noto Emoji, first design, (c) Google Inc., Apache-2.0. Package: Iconify's JSON, Apache-2.0."),
+    SvgStyle("fxemoji", "@iconify-json/fxemoji@1.2.2", "package", "iconify", "package/info.json",
+             "Artwork: Firefox OS Emoji 0.0.2, (c) Mozilla, Apache-2.0. Package: Iconify's JSON, Apache-2.0."),
+    SvgStyle("streamline", "@iconify-json/streamline-emojis@1.2.4", "package", "iconify", "package/info.json",
+             "Artwork: Streamline Emojis by Streamline (https://www.streamlinehq.com), CC-BY 4.0 "
+             "(https://creativecommons.org/licenses/by/4.0/). Package: Iconify's JSON, CC-BY-4.0."),
 )
 ALL_STYLES = ("noto",) + tuple(s.name for s in STYLES)
 # A whole art style the evaluation model never sees: Twemoji is another artist's flat style, the nearest
 # thing here to CLIP meeting a new dataset.
 HELD_OUT_STYLE = "twemoji"
+
+
+def available_styles(data_dir: Path) -> tuple[str, ...]:
+    """The styles a dataset folder holds, in ``ALL_STYLES`` order (``noto`` always; a folder built before a
+    style was added, or a small sample, may lack some)."""
+    return tuple(s for s in ALL_STYLES if s == "noto" or (Path(data_dir) / "styles" / f"{s}.npy").exists())
 
 
 def fetch_package(spec: str, cache: Path) -> Path:
@@ -80,9 +103,29 @@ def fetch_package(spec: str, cache: Path) -> Path:
     return tgz
 
 
+def iconify_svgs(icon_set: dict) -> dict[str, bytes]:
+    """An Iconify JSON icon set -> icon name -> a standalone SVG (aliases resolved to their parent's drawing;
+    an alias's own flips and rotations are not applied)."""
+    left, top = icon_set.get("left", 0), icon_set.get("top", 0)
+    width, height = icon_set.get("width", 16), icon_set.get("height", 16)
+
+    def svg(icon: dict) -> bytes:
+        box = (icon.get("left", left), icon.get("top", top), icon.get("width", width), icon.get("height", height))
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{" ".join(map(str, box))}">'
+                f'{icon["body"]}</svg>').encode()
+
+    icons = icon_set.get("icons", {})
+    out = {name: svg(icon) for name, icon in icons.items()}
+    for name, alias in icon_set.get("aliases", {}).items():
+        if alias.get("parent") in icons and name not in out:
+            out[name] = out[alias["parent"]]
+    return out
+
+
 def read_package(tgz: Path, folder: str, licence_file: str) -> tuple[dict[str, bytes], str]:
-    """The SVG files directly in `folder` of the tarball (file stem -> bytes) and its licence text."""
-    files, licence = {}, ""
+    """The SVG files directly in `folder` of the tarball (file stem -> bytes), or the icons of its
+    ``icons.json`` when it is an Iconify icon set, and its licence text."""
+    files, licence, icon_set, package_json = {}, "", None, ""
     with tarfile.open(tgz) as tar:
         for m in tar.getmembers():
             if not m.isfile():
@@ -92,6 +135,15 @@ def read_package(tgz: Path, folder: str, licence_file: str) -> tuple[dict[str, b
                 licence = tar.extractfile(m).read().decode("utf-8", "replace")
             elif parent == folder and base.endswith(".svg"):
                 files[base[:-4]] = tar.extractfile(m).read()
+            elif parent == folder and base == "icons.json":
+                icon_set = json.loads(tar.extractfile(m).read())
+            elif m.name == "package/package.json":
+                package_json = tar.extractfile(m).read().decode("utf-8", "replace")
+    if icon_set is not None:
+        files.update(iconify_svgs(icon_set))
+        if licence and package_json:  # info.json's artwork licence, and the package's own
+            licence = (f"info.json license: {json.dumps(json.loads(licence).get('license'))}\n"
+                       f"package.json license: {json.loads(package_json).get('license')}")
     if not licence:
         raise FileNotFoundError(f"{tgz.name} has no licence file {licence_file}")
     return files, licence
@@ -110,6 +162,8 @@ def candidates(record: dict, naming: str) -> list[str]:
         cps = [f"{ord(c):x}" for c in record["char"]]
         return ["-".join(cps), "-".join(c for c in cps if c != "fe0f")]
     names = [record["name"], *record.get("aliases", [])]
+    if naming == "iconify":  # hyphenated names, or Unicode names with the words run together (fxemoji)
+        return [s for n in names for s in (cldr_slug(n), cldr_slug(n).replace("-", ""))]
     return [s for n in names for s in (cldr_slug(n), cldr_slug(n) + "-default")]
 
 

@@ -32,7 +32,7 @@ from ..clip.model import DEFAULT_TEMPLATES, ClipModel
 from ..errors import UserError
 from ..images import to_pil
 from .emoji_data import EVAL_CONCEPTS, EmojiData, concept_of, render_fixed
-from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
+from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE, available_styles
 
 
 def _to_pil(batch: torch.Tensor) -> list[Image.Image]:
@@ -83,8 +83,10 @@ def _pool(parts: list[dict]) -> dict:
 
 
 def evaluate_styles(clip: ClipModel, data_dir: str, renders: int = 4, size: int = 64,
-                    styles: tuple[str, ...] = ALL_STYLES) -> dict:
-    """Seen styles and the unseen style on held-out emoji, each style reported alone and pooled."""
+                    styles: tuple[str, ...] | None = None) -> dict:
+    """Seen styles and the unseen style on held-out emoji, each style reported alone and pooled
+    (`styles`: default every style the folder holds)."""
+    styles = styles or available_styles(Path(data_dir))
     per_style = {}
     for style in styles:
         per_style[style] = {"style": style, **evaluate(clip, EmojiData.load(data_dir, "heldout", (style,)), renders,
@@ -119,7 +121,7 @@ def write_sample(data_dir: str, out: str, size: int = 48) -> dict:
     keep = sorted(first.values())
     (dst / "styles").mkdir(parents=True, exist_ok=True)
     small = lambda g: np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.LANCZOS)) for x in g])  # noqa: E731
-    for style, (glyphs, present) in load_styles(src, ALL_STYLES).items():
+    for style, (glyphs, present) in load_styles(src, available_styles(src)).items():
         if style == "noto":
             np.save(dst / "glyphs.npy", small(glyphs[keep]))
         else:
@@ -152,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--renders", type=int, default=4, help="augmented renders per held-out emoji")
     ap.add_argument("--random-floor", action="store_true", help="also score a random-init model of the same shape")
-    ap.add_argument("--styles", default=",".join(ALL_STYLES),
-                    help=f"comma-separated art styles to score (default: all of {', '.join(ALL_STYLES)})")
+    ap.add_argument("--styles", default=None,
+                    help=f"comma-separated art styles to score, of {', '.join(ALL_STYLES)} "
+                    "(default: every style the --data folder holds)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--make-sample", default=None, metavar="DIR",
                     help="instead of evaluating, write a small sample of --data (one held-out emoji per concept, "
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     try:
-        styles = tuple(s.strip() for s in args.styles.split(",") if s.strip())
+        styles = tuple(s.strip() for s in (args.styles or ",".join(available_styles(Path(args.data)))).split(",")
+                       if s.strip())
         if unknown := set(styles) - set(ALL_STYLES):
             raise UserError(f"unknown style(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_STYLES)}")
         EmojiData.load(args.data, split="heldout", styles=styles)  # a missing style fails here, before the model loads
