@@ -115,6 +115,10 @@ def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(datase
     assert HELD_OUT_STYLE not in {r["style"] for r in evaluation.records}
     assert "dog" not in {r["name"] for r in evaluation.records}
 
+    five = training_data(str(root), TrainConfig(styles="seen5", split="train"))  # mini-clip's own data
+    assert {r["style"] for r in five.records} == {"noto", "fluent-flat", "fluent-modern", "fluent-high-contrast"}
+    assert "emojione" in {r["style"] for r in evaluation.records}
+
     shipped = training_data(str(root), TrainConfig(styles="all", split="all"))
     assert {r["style"] for r in shipped.records} == set(emoji_styles.ALL_STYLES)
     assert "dog" in {r["name"] for r in shipped.records}

@@ -60,10 +60,17 @@ class TrainConfig:
             self.model = replace(self.model, **shape)
 
 
+# The five styles the bundled mini-clip was trained on, before the Iconify sets were added.
+FIRST_FIVE_STYLES = ALL_STYLES[:5]
+
+
 def style_names(choice: str) -> tuple[str, ...]:
-    if choice == "seen":
-        return tuple(s for s in ALL_STYLES if s != HELD_OUT_STYLE)
-    return ALL_STYLES if choice == "all" else ("noto",)
+    """seen / all: every style but the held-out one / every style; seen5 / all5: the same among the first
+    five (mini-clip's data); noto: the font only."""
+    pool = FIRST_FIVE_STYLES if choice.endswith("5") else ALL_STYLES
+    if choice.startswith("seen"):
+        return tuple(s for s in pool if s != HELD_OUT_STYLE)
+    return pool if choice.startswith("all") else ("noto",)
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -177,7 +184,9 @@ if __name__ == "__main__":
     sys.exit(training_cli(None, prog="python -m demo_core.training.train_clip", doc=__doc__, config_cls=TrainConfig,
                           run_default="data/runs/mini-clip", export_help="write the trained model here as an "
                           "open_clip folder", train=train, export_checkpoint=export_checkpoint,
-                          options={"styles": {"choices": ("seen", "all", "noto"), "help": "art styles to train on"},
+                          options={"styles": {"choices": ("seen", "all", "seen5", "all5", "noto"),
+                                              "help": "art styles to train on (seen: all but the held-out one; "
+                                              "seen5/all5: among the first five, mini-clip's data)"},
                                    "split": {"choices": ("train", "all"), "help": "train: held-out emoji stay unseen"},
                                    "init": {"help": "start from this run folder's latest weights"},
                                    "lr": {"type": float, "help": "peak learning rate"},
