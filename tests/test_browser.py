@@ -227,6 +227,9 @@ def test_diffusion_tab_reverse_process_denoises_toward_a_prompt(page, tmp_path):
     page.locator("#r-model input").click()
     page.get_by_role("option", name="text-conditional emoji DDPM (your prompt)").click()
     page.wait_for_function("!document.querySelector('#r-prompt textarea').disabled", timeout=10_000)
+    # the chosen model's whole name is on screen, not cut off by a narrow box
+    assert page.evaluate("(() => { const i = document.querySelector('#r-model input');"
+                         " return i.scrollWidth <= i.clientWidth; })()")
     page.locator("#r-prompt textarea").fill("a clock")
     page.locator("#r-run").click()  # the text-conditional DDPM guided toward "a clock", DDIM 50 steps, 4 images
     _wait_text(page, "#r-status", "DDIM", 30_000)  # the first frames stream in before the end

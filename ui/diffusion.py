@@ -166,14 +166,14 @@ def build(engine: Engine) -> None:
     gr.Markdown("### Reverse process: denoise pure noise into an image, step by step\n" + REVERSE_FORMULA,
                 latex_delimiters=LATEX)
     models = engine.reverse.models()
-    with gr.Row():
+    with gr.Row():  # the model first and wide enough for its whole name
+        r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2,
+                              elem_id="r-model")
         r_prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt (the text-conditional model)", scale=3,
                               elem_id="r-prompt")
         r_scale = gr.Slider(0, 10, value=3, step=0.5, scale=2, elem_id="r-scale",
                             label="Guidance scale w (0 = unconditional, 1 = conditional)")
     with gr.Row():
-        r_model = gr.Dropdown(models, value=models[0] if models else None, label="Model", scale=2,
-                              elem_id="r-model")
         r_sampler = gr.Radio(list(SAMPLERS), value="DDIM", label="Sampler", scale=2)
         r_steps = gr.Slider(5, 250, value=50, step=5, label="DDIM steps", scale=1)
         r_eta = gr.Slider(0, 1, value=0, step=0.1, label="DDIM η", scale=1)
