@@ -155,43 +155,53 @@ def test_text_to_image_with_a_token_model_shows_which_word_looked_where(tmp_path
         engine.close()
 
 
+def _noised_clip(tmp_path, clip_spec: str, T: int):
+    """A noised CLIP (untrained FiLM path) for `clip_spec`'s image tower, saved under tmp_path."""
+    from demo_core.clip.model import ClipModel
+    from demo_core.clip.noised import NoisedImageTower, save_noised_clip
+
+    clip = ClipModel.load(clip_spec, "cpu")
+    folder = tmp_path / f"noised-{clip_spec}"
+    save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=T, image_size=clip.image_size), folder, clip_spec)
+    return folder, clip
+
+
 def test_a_noised_clip_trained_for_another_clip_does_not_guide(tmp_path, caplog):
-    """The bundled noised CLIP was trained on mini-clip-v1's image tower; a model conditioned on mini-clip
-    must not be steered by its scores (another embedding space): CLIP guidance is off, and the log says why."""
+    """A noised CLIP trained on mini-clip-v1's image tower must not steer a model conditioned on mini-clip
+    (its scores live in another embedding space): CLIP guidance is off, and the log says why."""
     from demo_core.device import pick_device
-    from demo_core.diffusion.text2img_view import BUNDLED_NOISED_CLIP, load_text2img
+    from demo_core.diffusion.text2img_view import load_text2img
 
     model = TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64),
                           CondConfig(T=50, token_width=64, clip_spec="mini-clip"))
     save_cond_model(model, tmp_path / "m", dtype=torch.float32)
+    v1, _ = _noised_clip(tmp_path, "mini-clip-v1", T=50)
     with caplog.at_level("WARNING"):
-        models = load_text2img(tmp_path / "m", BUNDLED_NOISED_CLIP, device=pick_device("cpu"))
+        models = load_text2img(tmp_path / "m", v1, device=pick_device("cpu"))
     assert models.noised is None and "trained for mini-clip-v1" in caplog.text
 
 
 def test_each_model_takes_the_noised_clip_of_its_own_clip(tmp_path):
-    """With noised CLIPs for two CLIPs installed, a model conditioned on mini-clip is guided by mini-clip's."""
-    from demo_core.clip.model import ClipModel
-    from demo_core.clip.noised import NoisedImageTower, save_noised_clip
+    """With noised CLIPs for two CLIPs installed, a model conditioned on mini-clip is guided by mini-clip's;
+    the bundled one is mini-clip's."""
     from demo_core.device import pick_device
-    from demo_core.diffusion.text2img_view import BUNDLED_NOISED_CLIP, load_text2img
+    from demo_core.diffusion.text2img_models import BUNDLED_NOISED_CLIPS, Text2ImgService, noised_clip_for
+    from demo_core.diffusion.text2img_view import load_text2img
 
     save_cond_model(TokenCondUNet(build_token_unet((8, 16, 16), 16, token_width=64),
                                   CondConfig(T=50, token_width=64, clip_spec="mini-clip")), tmp_path / "m",
                     dtype=torch.float32)
-    clip = ClipModel.load("mini-clip", "cpu")
-    save_noised_clip(NoisedImageTower(clip.model.visual.float(), T=50, image_size=clip.image_size),
-                     tmp_path / "noised-mini", "mini-clip")
-    models = load_text2img(tmp_path / "m", [BUNDLED_NOISED_CLIP, tmp_path / "noised-mini"], device=pick_device("cpu"),
-                           clip=clip)
-    assert models.noised is not None and models.noised.T == 50  # the tmp one (the bundled one has T = 1000)
-    from demo_core.diffusion.text2img_models import Text2ImgService
+    v1, _ = _noised_clip(tmp_path, "mini-clip-v1", T=40)
+    mini, clip = _noised_clip(tmp_path, "mini-clip", T=50)
+    models = load_text2img(tmp_path / "m", [v1, mini], device=pick_device("cpu"), clip=clip)
+    assert models.noised is not None and models.noised.T == 50  # mini-clip's, not v1's (T = 40)
 
     def service(noised):
         return Text2ImgService(pick_device("cpu"), lambda: clip, tmp_path / "m", noised)
 
-    assert service([BUNDLED_NOISED_CLIP, tmp_path / "noised-mini"]).guides_with_clip()  # read from configs
-    assert not service([BUNDLED_NOISED_CLIP]).guides_with_clip()
+    assert service([v1, mini]).guides_with_clip()  # read from configs
+    assert not service([v1]).guides_with_clip()
+    assert noised_clip_for("mini-clip", BUNDLED_NOISED_CLIPS) is not None  # the default models can be CLIP-guided
 
 
 def test_the_diffusion_tab_denoises_toward_a_prompt_with_a_token_model(tmp_path):

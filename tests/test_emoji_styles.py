@@ -124,3 +124,44 @@ def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(datase
     assert "dog" in {r["name"] for r in shipped.records}
     rows, counts = drawings_by_emoji(shipped)
     assert len(rows) == len(RECORDS) and counts.sum() == len(shipped)  # one row per emoji, all drawings
+
+
+def test_icons_keep_pictures_of_things_never_a_held_out_name_and_record_their_licence(dataset, capsys):
+    """Named icons for concept breadth: UI symbols and held-out emoji names are left out, a broken icon is
+    skipped with one line, the licence is recorded, and a CLIP batch takes the asked share of icons."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from demo_core.training.icon_data import IconSet, build_icons, load_icons
+    from demo_core.training.train_clip import TrainConfig, drawings_by_emoji, icon_count, make_batch, training_data
+
+    root, styles, tarballs = dataset
+    body = '<rect x="4" y="4" width="16" height="16"/>'
+    icons = {f"thing-{i}": {"body": body} for i in "abcdefghij"}
+    icons.update({"sitting-cat": {"body": body}, "dog": {"body": body},  # "dog" is a held-out emoji's name
+                  "car-off": {"body": body}, "numeric-1": {"body": body}, "broken-kite": {"body": "<path d='M"}})
+    tgz = _tarball(root / "gi.tgz", {
+        "package/package.json": json.dumps({"license": "CC-BY-3.0"}),
+        "package/info.json": json.dumps({"license": {"title": "CC BY 3.0", "spdx": "CC-BY-3.0"}}),
+        "package/icons.json": json.dumps({"prefix": "game-icons", "width": 24, "height": 24, "icons": icons}),
+    })
+    counts = build_icons(root, root / "npm", 24, sets=(IconSet("game-icons", "@iconify-json/game-icons@1.2.4",
+                                                                "CC-BY 3.0"),), tarballs={"game-icons": tgz})
+    assert counts == {"game-icons": 11}  # ten things and the sitting cat
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("skipped game-icons/broken-kite")
+    sources = json.loads((root / "icons" / "sources.json").read_text())
+    assert sources["game-icons"]["excluded_as_held_out_names"] == ["dog"]
+    assert "CC-BY-3.0" in sources["game-icons"]["licence_file_text"]
+    glyphs, records = load_icons(root)
+    names = {r["name"] for r in records}
+    assert len(glyphs) == 11 and "sitting cat" in names and not names & {"dog", "car off", "numeric 1"}
+
+    cfg = TrainConfig(styles="noto", split="train", batch_size=8, icon_share=0.25)
+    data = training_data(str(root), cfg)
+    n = icon_count(data)
+    assert n == 11 and len(data) == 3 + 11  # the three training emoji, then the icons
+    drawings = drawings_by_emoji(data)
+    seen = []
+    for step in range(3):
+        _, tokens = make_batch(data, SimpleTokenizer(context_length=32), step, cfg, drawings, n)
+        seen.append(len(tokens))
+    assert seen == [3 + 2] * 3  # all three emoji (fewer than the 6 asked) and 25% of 8 icons

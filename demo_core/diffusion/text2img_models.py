@@ -26,9 +26,9 @@ logger = logging.getLogger(__name__)
 BUNDLED_TEXT2IMG = ASSETS / "models" / "emoji-text2img"
 BUNDLED_TEXT2IMG_TOKENS = ASSETS / "models" / "emoji-text2img-tokens"  # GLIDE's second way: + cross-attention
 BUNDLED_TEXT2IMGS = (BUNDLED_TEXT2IMG_TOKENS, BUNDLED_TEXT2IMG)  # the Text to image tab's choices, default first
-BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-clip"  # trained on mini-clip-v1's image tower
-BUNDLED_NOISED_MINI_CLIP = ASSETS / "models" / "noised-mini-clip"  # on mini-clip's (the five-style CLIP)
-BUNDLED_NOISED_CLIPS = (BUNDLED_NOISED_CLIP, BUNDLED_NOISED_MINI_CLIP)  # a model takes the one for its CLIP
+BUNDLED_NOISED_CLIP = ASSETS / "models" / "noised-mini-clip"  # trained on mini-clip's image tower
+# Every noised CLIP the app looks for; a model takes the one trained for its own CLIP (noised_clip_for).
+BUNDLED_NOISED_CLIPS = (BUNDLED_NOISED_CLIP,)
 NoisedPaths = str | Path | Sequence[str | Path]
 
 

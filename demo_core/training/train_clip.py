@@ -46,6 +46,7 @@ class TrainConfig:
     init: str = ""  # a run folder whose model weights start this run (the shipped model continues the evaluated one)
     augment: str = "basic"  # basic: background, scale, rotation, position; strong: also colour, blur, light-behind-dark
     captions: str = "mixed"  # mixed: names, aliases, keyword lists; keywords: also single words a third of the time
+    icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
     # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
     embed_dim: int = 0
     vision_width: int = 0
@@ -86,8 +87,23 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def training_data(data_dir: str, cfg: TrainConfig) -> EmojiData:
     """What a run trains on: the evaluation model (split train, styles seen) never sees a held-out emoji
-    or the held-out style; the shipped model (split all, styles all) sees everything."""
-    return EmojiData.load(data_dir, split=None if cfg.split == "all" else "train", styles=style_names(cfg.styles))
+    or the held-out style; the shipped model (split all, styles all) sees everything. With an icon share,
+    the named icons follow the emoji's rows, each icon its own "emoji" (ids after the emoji's)."""
+    data = EmojiData.load(data_dir, split=None if cfg.split == "all" else "train", styles=style_names(cfg.styles))
+    if not cfg.icon_share:
+        return data
+    from .icon_data import load_icons
+
+    glyphs, records = load_icons(Path(data_dir))
+    icons = torch.from_numpy(glyphs).permute(0, 3, 1, 2).float() / 255.0
+    first = int(data.emoji_ids.max()) + 1 if len(data) else 0
+    return EmojiData(torch.cat([data.glyphs, icons]), data.records + records,
+                     torch.cat([data.emoji_ids, first + torch.arange(len(records))]))
+
+
+def icon_count(data: EmojiData) -> int:
+    """How many of the rows are icons (they come last)."""
+    return sum(1 for r in data.records if r.get("style", "").startswith("icons:"))
 
 
 def drawings_by_emoji(data: EmojiData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,12 +116,19 @@ def drawings_by_emoji(data: EmojiData) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([r + [r[0]] * (k - len(r)) for r in rows]), torch.tensor([len(r) for r in rows])
 
 
-def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings=None):
+def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings=None, icons: int = 0):
     """Batch `step` of the run: B distinct emoji, each in one of its art styles at random (so no two
-    rows of the B x B matrix are the same emoji), augmented renders and random captions."""
+    rows of the B x B matrix are the same emoji), augmented renders and random captions. With `icons`
+    (the last `icons` groups are icons) and ``cfg.icon_share``, that share of the batch is icons."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     rows, counts = drawings if drawings is not None else drawings_by_emoji(data)
-    chosen = torch.randperm(len(rows), generator=g)[: cfg.batch_size]
+    if icons and cfg.icon_share:
+        n_icons = min(icons, round(cfg.batch_size * cfg.icon_share))
+        emoji = len(rows) - icons
+        chosen = torch.cat([torch.randperm(emoji, generator=g)[: cfg.batch_size - n_icons],
+                            emoji + torch.randperm(icons, generator=g)[:n_icons]])
+    else:
+        chosen = torch.randperm(len(rows), generator=g)[: cfg.batch_size]
     pick = (torch.rand(len(chosen), generator=g) * counts[chosen]).long()
     idx = rows[chosen, pick]
     images = augment_batch(data.glyphs[idx], cfg.model.image_size, g,
@@ -143,6 +166,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     seed_run(cfg.seed, threads)
     data = training_data(data_dir, cfg)
     drawings = drawings_by_emoji(data)
+    icons = icon_count(data)
     tokenizer = SimpleTokenizer(context_length=cfg.model.context_length)
     model = build_model(cfg.model)
     if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
@@ -150,7 +174,7 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     opt = make_optimizer(model, cfg)
 
     def step_fn(step: int) -> dict:
-        images, tokens = make_batch(data, tokenizer, step, cfg, drawings)
+        images, tokens = make_batch(data, tokenizer, step, cfg, drawings, icons)
         res = contrastive_step(model, opt, images, tokens)
         acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
         return {"loss": round(res.loss.item(), 4), "batch_acc_i2t": round(acc, 4),
@@ -159,7 +183,8 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     model.train()
     step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "opt": opt}, log_every=10,
                            stop_at=stop_at)
-    result = {**summary(step, log), "train_emoji": len(drawings[0]), "train_drawings": len(data),
+    result = {**summary(step, log), "train_emoji": len(drawings[0]) - icons, "train_icons": icons,
+              "train_drawings": len(data) - icons,
               "styles": list(style_names(cfg.styles)), "split": cfg.split, "init": cfg.init or None}
     return _export(model, cfg.model, export, result) if export else result
 
@@ -195,4 +220,6 @@ if __name__ == "__main__":
                                    "captions": {"choices": ("mixed", "keywords"), "help": "caption lever"},
                                    "embed_dim": {"type": int, "help": "embedding size (default 128)"},
                                    "vision_width": {"type": int, "help": "image tower width (default 16)"},
-                                   "text_layers": {"type": int, "help": "text tower depth (default 4)"}}))
+                                   "text_layers": {"type": int, "help": "text tower depth (default 4)"},
+                                   "icon_share": {"type": float, "help": "share of each batch from named icons "
+                                                  "(python -m demo_core.training.icon_data); default 0"}}))
