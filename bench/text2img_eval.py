@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--judge", default=str(ROOT / "assets/models/emoji-judge"))
     ap.add_argument("--judge2", default=str(ROOT / "assets/models/emoji-judge-2"),
                     help="the second judge (another architecture and split), when present")
-    ap.add_argument("--noised-clip", default=str(ROOT / "assets/models/noised-clip"))
+    ap.add_argument("--noised-clip", default=str(ROOT / "assets/models/noised-mini-clip"),
+                    help="the noised CLIP for CLIP guidance (used only when trained for the model's CLIP)")
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--cfg-scales", default="0,1,2,3,5,8")
     ap.add_argument("--clip-scales", default="0,100,300,1000")

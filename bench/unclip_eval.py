@@ -33,7 +33,9 @@ from demo_core.clip.model import ClipModel  # noqa: E402
 from demo_core.diffusion.conditional import load_cond_model  # noqa: E402
 from demo_core.diffusion.ddpm import Schedule  # noqa: E402
 from demo_core.diffusion.prior import load_prior  # noqa: E402
+from demo_core.diffusion.cross_attention import TokenCond, TokenCondUNet  # noqa: E402
 from demo_core.diffusion.text2img import guided_sampler  # noqa: E402
+from demo_core.diffusion.text2img_view import prompt_condition  # noqa: E402
 from demo_core.training.emoji_data import EmojiData, augment_batch  # noqa: E402
 from demo_core.training.emoji_groups import GROUP_PROMPTS, dominant_colour, group_of  # noqa: E402
 from demo_core.training.judge import judge_groups, load_judge  # noqa: E402
@@ -49,8 +51,11 @@ def decode(model, s, cond: torch.Tensor, seeds: list[int], scale: float, steps: 
     with `paired`, condition i from seed i only (len(seeds) images)."""
     size = model.unet.config.sample_size
     noise = torch.stack([torch.randn(3, size, size, generator=torch.Generator().manual_seed(sd)) for sd in seeds])
-    x = noise if paired else noise.repeat(len(cond), 1, 1, 1)
-    c = cond if paired else cond.repeat_interleave(len(seeds), 0)
+    if isinstance(cond, TokenCond):  # a token model's prompt: one condition for every seed
+        x, c = noise, cond.batch(len(seeds))
+    else:
+        x = noise if paired else noise.repeat(len(cond), 1, 1, 1)
+        c = cond if paired else cond.repeat_interleave(len(seeds), 0)
     *_, last = guided_sampler(model, s, x, torch.Generator().manual_seed(0), method="cfg", scale=scale, cond=c,
                               steps=steps)
     return last.x_prev.clamp(-1, 1)
@@ -66,9 +71,14 @@ def methods(args, clip):
         return prior.sample(text.expand(n, -1), torch.Generator().manual_seed(0), candidates=2)
 
     sg, sd = (Schedule.make(m.cfg.schedule, m.cfg.T) for m in (glide, decoder))
-    return {"GLIDE (text-conditional, CFG)": (glide, sg, lambda e, n: e.expand(n, -1)),
-            "unCLIP (prior → decoder)": (decoder, sd, through_prior),
-            "no prior (decoder fed the text embedding)": (decoder, sd, lambda e, n: e.expand(n, -1))}
+    def glide_cond(e: torch.Tensor, n: int, prompt: str):
+        if isinstance(glide, TokenCondUNet):  # pooled and token features, as the app conditions it
+            return prompt_condition(glide, clip, prompt)[0]
+        return e.expand(n, -1)
+
+    return {"GLIDE (text-conditional, CFG)": (glide, sg, glide_cond),
+            "unCLIP (prior → decoder)": (decoder, sd, lambda e, n, _: through_prior(e, n)),
+            "no prior (decoder fed the text embedding)": (decoder, sd, lambda e, n, _: e.expand(n, -1))}
 
 
 def adherence(args, clip, judge, grid_rows: list) -> dict:
@@ -79,14 +89,14 @@ def adherence(args, clip, judge, grid_rows: list) -> dict:
         row = []
         for group, prompt in GROUP_PROMPTS.items():
             e = clip.encode_texts([prompt])[0]
-            c = conds(e, len(seeds))  # one condition per seed (the prior draws one per seed)
+            c = conds(e, len(seeds), prompt)  # one condition per seed (the prior draws one per seed)
             imgs = decode(model, s, c, seeds, args.scale, args.steps, paired=True)
             shape += sum(g == group for g in judge_groups(judge, imgs))
             div += diversity(imgs)
             row.append(imgs[0])
         for col, prompt in COLOUR_PROMPTS.items():
             e = clip.encode_texts([prompt])[0]
-            c = conds(e, len(seeds))
+            c = conds(e, len(seeds), prompt)
             imgs = decode(model, s, c, seeds, args.scale, args.steps, paired=True)
             colour += sum(dominant_colour((im + 1) / 2) == col for im in imgs)
         grid_rows.append(torch.stack(row))
@@ -149,7 +159,7 @@ def prior_figures(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--glide", default=str(MODELS / "emoji-text2img"))
+    ap.add_argument("--glide", default=str(MODELS / "emoji-text2img-tokens"), help="GLIDE: the app's default text-to-image model")
     ap.add_argument("--decoder", default=str(MODELS / "emoji-decoder"))
     ap.add_argument("--prior", default=str(MODELS / "emoji-prior"))
     ap.add_argument("--judge", default=str(MODELS / "emoji-judge"))
