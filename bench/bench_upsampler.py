@@ -15,7 +15,8 @@
 2. **Cost** per image, measured in one run: the base model's default run (CFG, DDIM-50, 4 images) and the
    upsampler's (DDIM-25, 4 images), and their ratio (aim: base + upsampler ≤ 2× base).
 3. **Kept**: the judge's shape group and the dominant colour of base samples (8 group prompts × seeds) before
-   and after upsampling.
+   and after upsampling; and colour adherence ("a {red, yellow, green, blue, purple} heart" × seeds, the
+   dominant hue of the non-white pixels) of the base samples and of the upsampled ones.
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--out", default=None)
     ap.add_argument("--grid", default=None, help="write real | nearest | bicubic | upsampled rows here")
+    ap.add_argument("--skip-resolution", action="store_true", help="only the cost and kept figures")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     up = load_upsampler(args.upsampler)
@@ -104,12 +106,12 @@ def main(argv=None) -> int:
     shown = {"nearest": F.interpolate(low, size=size, mode="nearest"),
              "bicubic": F.interpolate(low, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)}
     with torch.inference_mode():
-        for level in (int(a) for a in args.augs.split(",")):
+        for level in ([] if args.skip_resolution else (int(a) for a in args.augs.split(","))):
             shown[f"upsampler s={level}"] = upsample(up, low, level, args.steps)
     aug = up.sample_aug if args.sample_aug is None else args.sample_aug
     real_hi = high_band_energy(real, up.cfg.low_size)
     resolution = {"real": {"effective_px": effective_px(frc(real, real)), "high_band_share": 1.0}}
-    for name, x in shown.items():
+    for name, x in ({} if args.skip_resolution else shown).items():
         curve = frc(x, real)
         resolution[name] = {"effective_px": effective_px(curve), "frc": [round(float(v), 3) for v in curve],
                             "high_band_share": round(high_band_energy(x, up.cfg.low_size) / real_hi, 3)}
@@ -158,6 +160,18 @@ def main(argv=None) -> int:
             "samples": total}
     if judge2 is not None:
         kept.update(shape_base_second_judge=round(shape2[0] / total, 3), shape_upsampled_second_judge=round(shape2[1] / total, 3))
+    hits, n_colour = [0, 0], 0  # colour adherence: base, upsampled
+    for colour in ("red", "yellow", "green", "blue", "purple"):
+        *_, last = run_text2img(models, f"a {colour} heart", n=args.seeds, seed=0, upsample=False)
+        base = torch.stack([torch.from_numpy(np.array(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
+                            .float() / 127.5 - 1 for im in last.images])
+        with torch.inference_mode():
+            big = upsample(up, base, aug, args.steps)
+        hits[0] += sum(dominant_colour((b + 1) / 2) == colour for b in base)
+        hits[1] += sum(dominant_colour((u + 1) / 2) == colour for u in big)
+        n_colour += len(base)
+    kept.update(colour_base=round(hits[0] / n_colour, 3), colour_upsampled=round(hits[1] / n_colour, 3),
+                colour_samples=n_colour)
     report({"resolution": resolution, "cost": cost, "kept": kept}, args.out, heldout_renders=args.n,
            upsampler_steps=args.steps, sample_aug=aug)
     return 0
