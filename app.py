@@ -17,7 +17,7 @@ import gradio as gr  # noqa: E402
 from demo_core.engine import Engine  # noqa: E402
 from demo_core.errors import UserError  # noqa: E402
 from ui import clip_learns, diffusion, search, status, text_to_image, unclip, zero_shot  # noqa: E402
-from ui.common import EXAMPLES, PAGE_CSS  # noqa: E402
+from ui.common import EXAMPLES, PAGE_CSS, write_images_once  # noqa: E402
 
 
 EXAMPLES_CACHE = os.environ.get("GRADIO_EXAMPLES_CACHE", ".gradio/cached_examples")
@@ -46,6 +46,7 @@ TABS = (("Zero-shot labels", "zero-shot", zero_shot), ("Search", "search", searc
 def build_demo(engine: Engine) -> gr.Blocks:
     """The whole page: title, status, and the tabs in the lecture's order."""
     os.environ["GRADIO_EXAMPLES_CACHE"] = examples_cache(engine)
+    write_images_once()  # streamed pictures: a served file is never rewritten under the browser
     with gr.Blocks(title="CLIP & Diffusion Lab") as demo:
         gr.Markdown("# CLIP & Diffusion Lab\nSee how CLIP and diffusion models work, on your own images.")
         status.build(engine)

@@ -85,3 +85,28 @@ def test_text_to_image_keeps_clip_guidance_on_a_model_that_has_a_noised_clip():
     assert on_method("classifier-free guidance", "tokens") == gr.skip()
     assert on_model("tokens", "CLIP guidance (noised CLIP)") == "classifier-free guidance"
     assert on_model("pooled", "CLIP guidance (noised CLIP)") == gr.skip()
+
+
+def test_a_streamed_picture_is_written_once_and_never_rewritten_while_served(tmp_path):
+    """Gradio names a cached image by a hash of its bytes but rewrote the file on every update, so a picture that
+    a stream showed twice could be truncated while the browser fetched it (a broken image). With the app's
+    writer, the same picture gives the same file, written once (same inode, same bytes)."""
+    import os
+
+    from gradio import processing_utils
+    from PIL import Image
+
+    import app  # noqa: F401  (build_demo installs the writer; installing it here is the same call)
+    from ui.common import write_images_once
+
+    write_images_once()
+    img = Image.new("RGB", (8, 8), (200, 30, 30))
+    first = processing_utils.save_img_array_to_cache(__import__("numpy").asarray(img), str(tmp_path))
+    assert os.path.getsize(first) > 0
+    assert not [p for p in os.listdir(os.path.dirname(first)) if p.startswith(".")]  # no staging file left
+    with open(first, "wb") as f:  # stands for "the browser is reading this file": any rewrite would show
+        f.write(b"being served")
+    again = processing_utils.save_pil_to_cache(img, str(tmp_path))
+    assert again == first
+    with open(again, "rb") as f:
+        assert f.read() == b"being served"  # not truncated and written again

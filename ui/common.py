@@ -43,6 +43,39 @@ LIGHT = {} if LEGACY_QUEUE else {"concurrency_limit": LIGHT_CONCURRENCY, "concur
 FRAME_INTERVAL_S = 0.25  # streamed frames at most 4 a second: each costs encoding and a transfer
 
 
+def _save_pil_to_cache_once(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Gradio's ``processing_utils.save_pil_to_cache``, except that a file is written once, atomically.
+
+    Gradio names the file by a hash of its bytes, then rewrites it on every call. A streamed run shows the same
+    picture again and again (a frame that did not change, the same tile), so the file was truncated and rewritten
+    while the browser was still fetching it: "Too little data for declared Content-Length" and a broken picture.
+    Same bytes, same path: writing it again is never needed."""
+    import tempfile
+    from pathlib import Path
+
+    from gradio import processing_utils
+
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if path.exists():
+        os.utime(path)  # Gradio's cache cleaner ages files by ctime, as its save_file_to_cache does
+        return str(path)
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(staging, path)
+    return str(path)
+
+
+def write_images_once() -> None:
+    """Make Gradio write each cached image file once (``_save_pil_to_cache_once``); called when the app is built."""
+    from gradio import processing_utils
+
+    processing_utils.save_pil_to_cache = _save_pil_to_cache_once
+
+
 def throttled(updates: Iterable, must_show: Callable = lambda u: u.final) -> Iterator:
     """The updates worth sending to the browser: at most one every FRAME_INTERVAL_S, and every one that
     `must_show` picks (the final answer, which carries every output)."""
