@@ -75,6 +75,12 @@ def high_band_energy(x: torch.Tensor, low_size: int) -> float:
     return float(spec[..., torch.maximum(fx, fy) > low_size / 2].sum() / x.shape[0])
 
 
+def base_samples(last) -> torch.Tensor:
+    """A run's 32×32 samples in [-1, 1] (the app shows them enlarged ×4, nearest)."""
+    return torch.stack([torch.from_numpy(np.array(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
+                        .float() / 127.5 - 1 for im in last.images])
+
+
 def upsample(model, low: torch.Tensor, aug: int, steps: int) -> torch.Tensor:
     *_, last = cascade(model, low, seed=0, steps=steps, aug=aug)
     return last.x_prev.clamp(-1, 1)
@@ -133,8 +139,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         *_, last = run_text2img(models, prompt, n=args.seeds, seed=0, upsample=False)
         base_s += time.perf_counter() - t0
-        base = torch.stack([torch.from_numpy(np.array(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
-                            .float() / 127.5 - 1 for im in last.images])  # the 32×32 samples (shown ×4, nearest)
+        base = base_samples(last)
         t0 = time.perf_counter()
         with torch.inference_mode():
             big = upsample(up, base, aug, args.steps)
@@ -163,8 +168,7 @@ def main(argv=None) -> int:
     hits, n_colour = [0, 0], 0  # colour adherence: base, upsampled
     for colour in ("red", "yellow", "green", "blue", "purple"):
         *_, last = run_text2img(models, f"a {colour} heart", n=args.seeds, seed=0, upsample=False)
-        base = torch.stack([torch.from_numpy(np.array(im.resize((32, 32), Image.NEAREST))).permute(2, 0, 1)
-                            .float() / 127.5 - 1 for im in last.images])
+        base = base_samples(last)
         with torch.inference_mode():
             big = upsample(up, base, aug, args.steps)
         hits[0] += sum(dominant_colour((b + 1) / 2) == colour for b in base)
