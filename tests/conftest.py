@@ -1,16 +1,44 @@
 """Tests run offline: no hub, no telemetry, no analytics."""
 import os
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("DEMO_DEVICE", "cpu")
 
-from pathlib import Path  # noqa: E402
+# `make test` runs two pytest workers (pytest-xdist) on a 2-core machine. Each worker, and every app or
+# builder it starts, gets one torch thread (two processes of two threads each slow each other far more
+# than 2x) and its own caches: the gallery cache of another CLIP and Gradio's examples cache are shared
+# folders that two apps starting at once would both write.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import tempfile
+
+    _worker = Path(tempfile.gettempdir()) / f"clip-lab-tests-{os.getppid()}-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ["DEMO_CACHE"] = str(_worker / "cache")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(_worker / "cached_examples")
+    os.environ["GRADIO_TEMP_DIR"] = str(_worker / "gradio")
 
 import pytest  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_folders_removed():
+    """A worker's caches (above) go when it ends."""
+    yield
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import shutil
+
+        shutil.rmtree(_worker, ignore_errors=True)
+
 EXAMPLES = ROOT / "assets" / "examples"
 
 

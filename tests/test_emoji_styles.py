@@ -99,16 +99,22 @@ def test_styles_align_by_name_record_licences_and_skip_a_broken_svg(dataset, cap
     assert both.emoji_ids.tolist().count(0) == 2  # the dog: noto and twemoji, one emoji
 
 
-def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(dataset):
-    from demo_core.training.train_clip import TrainConfig, drawings_by_emoji, training_data
-
+def _every_style(dataset):
+    """Build every style of the real set from the fixture's packages, so "seen" and "all" resolve (the
+    fluent ones are copies of the flat package, the Iconify ones of the Emoji One set)."""
     root, styles, tarballs = dataset
-    # every style of the real set, so "seen" resolves; the fluent ones are copies of the flat package
     by_naming = {"cldr-name": "fluent-flat", "codepoints": "twemoji", "iconify": "emojione"}
     all_styles = tuple(SvgStyle(s.name, s.package, styles[1].folder if s.naming == "cldr-name" else s.folder,
                                 s.naming, s.licence_file, s.licence) for s in emoji_styles.STYLES)
     tar = {s.name: tarballs[by_naming[s.naming]] for s in all_styles}
     build_styles(root, root / "npm", 24, styles=all_styles, tarballs=tar)
+    return root
+
+
+def test_evaluation_run_never_sees_a_held_out_emoji_or_the_held_out_style(dataset):
+    from demo_core.training.train_clip import TrainConfig, drawings_by_emoji, training_data
+
+    root = _every_style(dataset)
 
     evaluation = training_data(str(root), TrainConfig(styles="seen", split="train"))
     assert {r["split"] for r in evaluation.records} == {"train"}
@@ -165,3 +171,53 @@ def test_icons_keep_pictures_of_things_never_a_held_out_name_and_record_their_li
         _, tokens = make_batch(data, SimpleTokenizer(context_length=32), step, cfg, drawings, n)
         seen.append(len(tokens))
     assert seen == [3 + 2] * 3  # all three emoji (fewer than the 6 asked) and 25% of 8 icons
+
+
+def test_cross_style_views_pair_two_styles_of_one_emoji_and_leave_the_first_view_unchanged(dataset):
+    """The SLIP-style lever (``train_clip --cross-style``): each row's second view is the same emoji in
+    another art style where it has one (else its one drawing again), the first view and captions are what
+    the run draws with the lever off, and a step on the combined loss trains."""
+    import torch
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from demo_core.clip.contrastive import cross_view_step
+    from demo_core.clip.mini import MiniClipConfig, build_model
+    from demo_core.training.train_clip import (TrainConfig, drawings_by_emoji, make_batch, make_optimizer,
+                                               other_drawings, training_data)
+
+    root = _every_style(dataset)
+    model_cfg = MiniClipConfig(image_size=32, vision_width=8, embed_dim=16, text_width=32, text_layers=1)
+    on = TrainConfig(styles="all", split="all", batch_size=4, cross_style=1.0, model=model_cfg)
+    off = TrainConfig(styles="all", split="all", batch_size=4, model=model_cfg)
+    data = training_data(str(root), on)
+    drawings = drawings_by_emoji(data)
+    rows, counts = drawings
+    tok = SimpleTokenizer(context_length=32)
+    for step in range(4):
+        images, tokens, views = make_batch(data, tok, step, on, drawings)
+        plain = make_batch(data, tok, step, off, drawings)
+        assert torch.equal(images, plain[0]) and torch.equal(tokens, plain[1])
+        assert views.shape == images.shape and not torch.equal(views, images)
+
+    # The pairing rule: another style of the same emoji whenever it has one.
+    styles_of, ids = [r["style"] for r in data.records], data.emoji_ids
+    everyone = torch.arange(len(rows))
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        pick = (torch.rand(len(rows), generator=g) * counts).long()
+        first, second = rows[everyone, pick], other_drawings(rows, counts, everyone, pick, g)
+        for a, b, n in zip(first.tolist(), second.tolist(), counts.tolist()):
+            assert ids[a] == ids[b] and (styles_of[a] != styles_of[b] if n > 1 else a == b)
+    assert counts.min() > 1
+    noto = drawings_by_emoji(training_data(str(root), TrainConfig(styles="noto", split="all")))
+    g = torch.Generator().manual_seed(0)
+    one = torch.arange(len(noto[0]))
+    assert torch.equal(other_drawings(*noto, one, torch.zeros_like(one), g), noto[0][:, 0])  # one drawing: itself
+
+    model = build_model(model_cfg)
+    opt = make_optimizer(model, on)
+    images, tokens, views = make_batch(data, tok, 0, on, drawings)
+    first = cross_view_step(model, opt, images, views, tokens, 1.0).loss.item()
+    for _ in range(5):
+        last = cross_view_step(model, opt, images, views, tokens, 1.0).loss.item()
+    assert last < first

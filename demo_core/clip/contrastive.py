@@ -71,3 +71,33 @@ def contrastive_step(model, opt, images: torch.Tensor, tokens: torch.Tensor):
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOG_SCALE)
     return res
+
+
+# SLIP's image–image term, at SimCLR's temperature 0.1: two views of one emoji must find each other.
+VIEW_LOGIT_SCALE = 10.0
+
+
+def cross_view_step(model, opt, images: torch.Tensor, views: torch.Tensor, tokens: torch.Tensor, weight: float):
+    """One step on CLIP's loss plus a SLIP-style image–image term (Mu et al., 2021), as in the lecture's
+    "random transformation" made explicit: ``views[i]`` is another drawing of ``images[i]``'s emoji (another
+    art style where it has one). The loss is
+
+        loss = (clip(I1, T) + clip(I2, T)) / 2 + weight * sym_ce(I1 @ I2.T * 10)
+
+    where ``clip`` is ``contrastive_loss`` and ``sym_ce`` is the same symmetric cross-entropy between the two
+    image views (B x B, the matches on the diagonal) at a fixed temperature of 0.1. The image term pulls the
+    drawings of one emoji together in the embedding space that zero-shot reads, whatever their style.
+    Returns the first view's ``ContrastiveOutput`` with ``loss`` the total."""
+    b = images.shape[0]
+    image_emb = model.encode_image(torch.cat([images, views]))  # (2B, D)
+    text_emb = model.encode_text(tokens)  # (B, D)
+    scale = model.logit_scale.exp()
+    first, second = contrastive_loss(image_emb[:b], text_emb, scale), contrastive_loss(image_emb[b:], text_emb, scale)
+    between = contrastive_loss(image_emb[:b], image_emb[b:], VIEW_LOGIT_SCALE)
+    loss = (first.loss + second.loss) / 2 + weight * between.loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOG_SCALE)
+    return ContrastiveOutput(first.logits, first.loss_i, first.loss_t, loss)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..clip.contrastive import contrastive_step
+from ..clip.contrastive import contrastive_step, cross_view_step
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model, normalize
 from .emoji_data import EmojiData, augment_batch, sample_caption
 from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
@@ -47,6 +47,7 @@ class TrainConfig:
     augment: str = "basic"  # basic: background, scale, rotation, position; strong: also colour, blur, light-behind-dark
     captions: str = "mixed"  # mixed: names, aliases, keyword lists; keywords: also single words a third of the time
     icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
+    cross_style: float = 0.0  # weight of the SLIP-style image–image term between two styles of each emoji; 0: off
     # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
     embed_dim: int = 0
     vision_width: int = 0
@@ -116,6 +117,15 @@ def drawings_by_emoji(data: EmojiData) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([r + [r[0]] * (k - len(r)) for r in rows]), torch.tensor([len(r) for r in rows])
 
 
+def other_drawings(rows: torch.Tensor, counts: torch.Tensor, chosen: torch.Tensor, pick: torch.Tensor,
+                   g: torch.Generator) -> torch.Tensor:
+    """For each chosen emoji, another of its drawings (another art style) at random where it has more than
+    one, else its one drawing: the rows of the cross-style lever's second view."""
+    n = counts[chosen]
+    other = (pick + 1 + (torch.rand(len(chosen), generator=g) * (n - 1)).long()) % n
+    return rows[chosen, other]
+
+
 def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings=None, icons: int = 0):
     """Batch `step` of the run: B distinct emoji, each in one of its art styles at random (so no two
     rows of the B x B matrix are the same emoji), augmented renders and random captions. With `icons`
@@ -136,7 +146,12 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings
     rng = random.Random(cfg.seed * 1_000_003 + step)
     single = 1 / 3 if cfg.captions == "keywords" else 0.0
     captions = [sample_caption(data.records[i], rng, single) for i in idx.tolist()]
-    return normalize(images), tokenizer(captions)
+    if not cfg.cross_style:
+        return normalize(images), tokenizer(captions)
+    # The second view is drawn after every draw above, so the first view's stream is the same with the lever on or off.
+    views = augment_batch(data.glyphs[other_drawings(rows, counts, chosen, pick, g)], cfg.model.image_size, g,
+                          strong=cfg.augment == "strong")
+    return normalize(images), tokenizer(captions), normalize(views)
 
 
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
@@ -174,8 +189,9 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     opt = make_optimizer(model, cfg)
 
     def step_fn(step: int) -> dict:
-        images, tokens = make_batch(data, tokenizer, step, cfg, drawings, icons)
-        res = contrastive_step(model, opt, images, tokens)
+        images, tokens, *views = make_batch(data, tokenizer, step, cfg, drawings, icons)
+        res = (cross_view_step(model, opt, images, views[0], tokens, cfg.cross_style) if views
+               else contrastive_step(model, opt, images, tokens))
         acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
         return {"loss": round(res.loss.item(), 4), "batch_acc_i2t": round(acc, 4),
                 "logit_scale": round(model.logit_scale.exp().item(), 2)}
@@ -221,5 +237,7 @@ if __name__ == "__main__":
                                    "embed_dim": {"type": int, "help": "embedding size (default 128)"},
                                    "vision_width": {"type": int, "help": "image tower width (default 16)"},
                                    "text_layers": {"type": int, "help": "text tower depth (default 4)"},
+                                   "cross_style": {"type": float, "help": "weight of a SLIP-style image–image "
+                                                   "loss between two art styles of each emoji; default 0 (off)"},
                                    "icon_share": {"type": float, "help": "share of each batch from named icons "
                                                   "(python -m demo_core.training.icon_data); default 0"}}))
