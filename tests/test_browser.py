@@ -7,6 +7,8 @@ Set DEMO_UPDATE_SCREENSHOTS=1 to refresh the README's screenshots in docs/.
 import os
 import shutil
 
+import time
+
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
@@ -109,13 +111,25 @@ def page(browser, app_url):
 
 def open_tab(page, name):
     """Click the tab `name`; on a narrow screen Gradio folds the tabs that do not fit into a "More tabs" menu."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     tab = page.get_by_role("tab", name=name)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-    else:
-        menu = page.locator(".overflow-menu").first  # the page's tabs (a tab may hold tabs of its own)
-        menu.locator("button[aria-label='More tabs']").click()
-        menu.locator(".overflow-dropdown button", has_text=name).first.click()
+    menu = page.locator(".overflow-menu").first  # the page's tabs (a tab may hold tabs of its own)
+    more = menu.locator("button[aria-label='More tabs']")
+    deadline = time.time() + 30
+    while True:  # Gradio lays the tabs out after the first paint: look until one way in is shown
+        if tab.count() and tab.first.is_visible():
+            tab.first.click()
+            break
+        if more.count() and more.is_visible():
+            try:
+                more.click(timeout=2_000)
+                menu.locator(".overflow-dropdown button", has_text=name).first.click(timeout=2_000)
+                break
+            except PlaywrightTimeout:  # the layout changed under the click: look again
+                pass
+        assert time.time() < deadline, f"the tab {name!r} is neither shown nor in the More tabs menu"
+        page.wait_for_timeout(100)
     page.wait_for_selector(f"[role=tab][aria-selected=true]:has-text({name!r})", timeout=10_000)
 
 
