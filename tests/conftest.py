@@ -41,6 +41,10 @@ def _worker_folders_removed():
 
 EXAMPLES = ROOT / "assets" / "examples"
 
+# the browser modules' fixtures (module scope: each browser test module launches its own app, so two
+# pytest workers can each run one)
+from tests.browser import app_url, browser, page  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def bundled_clip():

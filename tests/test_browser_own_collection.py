@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.conftest import EXAMPLES, ROOT
 from tests.launched import launched_app
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.browser import CHROMIUM, FLAGS
 
 pytestmark = [
     pytest.mark.slow,
