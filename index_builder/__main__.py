@@ -93,6 +93,15 @@ def _run(args: argparse.Namespace) -> int:
         if not ray_available():
             print(f"error: {INSTALL_HINT}", file=sys.stderr)
             return 2
+        if args.address:  # before the lock and the model: nobody answering there is known in a moment
+            from demo_core.errors import ClusterProblem
+            from demo_core.search.ray_builder import check_reachable
+
+            try:
+                check_reachable(args.address)
+            except ClusterProblem as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 5
     from demo_core.device import pick_device
     from demo_core.errors import DeviceUnavailable
 

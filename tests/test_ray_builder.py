@@ -57,6 +57,8 @@ def test_an_address_where_no_cluster_answers_is_one_error_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "no Ray cluster answers at 127.0.0.1:1" in errors[0]
     assert "Traceback" not in done.stderr
+    # told before the model loads or the index folder is made: a wrong address leaves nothing behind
+    assert "model:" not in done.stderr and not (tmp_path / "idx").exists()
 
 
 @pytest.fixture(scope="module")
