@@ -44,6 +44,12 @@ def test_the_model_cards_sample_figures_are_reproduced_by_the_evaluation_command
     for regime in ("seen_styles", "unseen_style"):
         for key in ("zero_shot_top1_ensemble", "t2i_R@1", "t2i_R@5"):
             assert got[regime][key] == pytest.approx(recorded[regime][key], abs=0.011), (regime, key)
+    # each style lists the emoji it missed, with what it called them: they account for every wrong answer
+    for style, part in got["per_style"].items():
+        missed = part["zero_shot_missed"]
+        wrong = sum((1 - m["right"]) * 2 for m in missed)  # 2 renders each
+        assert wrong == pytest.approx((1 - part["zero_shot_top1_ensemble"]) * part["zero_shot_images"], abs=0.05)
+        assert all(m["called"] != m["concept"] for m in missed), style
 
 
 def test_probabilities_are_a_softmax_of_scaled_cosines(bundled_clip):

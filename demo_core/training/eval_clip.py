@@ -55,6 +55,13 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
         correct = [((e @ weights.T).argmax(1) == truth).float() for e in img_emb]
         results[f"zero_shot_top1_{name}"] = round(torch.cat(correct).mean().item(), 4)
         results[f"_correct_{name}"] = torch.cat(correct)
+        if name == "ensemble":  # which held-out emoji it misses, and what it calls them (to read, not to score)
+            guesses = torch.stack([(e @ weights.T).argmax(1) for e in img_emb])  # (renders, items)
+            results["zero_shot_missed"] = [
+                {"emoji": data.records[i]["name"], "concept": c, "right": round(right, 2),
+                 "called": concepts[int(guesses[:, k][guesses[:, k] != truth[k]].mode().values)]}
+                for right, k, (i, c) in sorted((torch.stack(correct)[:, k].mean().item(), k, item)
+                                               for k, item in enumerate(items)) if right < 1]
     results["zero_shot_chance"] = round(1 / len(concepts), 4)
 
     # text -> image retrieval over every held-out emoji
