@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 	$(PY) app.py
 
 test: $(VENV)/.test-installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: $(VENV)/.test-installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow"
