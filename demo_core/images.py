@@ -95,6 +95,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def check_readable(source, *, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise ImageError if `source` (a path or bytes) is not an image ``load_image`` could open, reading only its
+    header: nothing is decoded, so it is cheap enough to run on every upload."""
+    with _pillow_allows(max_pixels):
+        w, h = _open(source, max_pixels).size
+    if w * h > max_pixels:
+        raise ImageError(f"The image is {w}×{h} ({w * h / 1e6:.0f} megapixels); the limit is "
+                         f"{max_pixels / 1e6:.0f} megapixels. Please use a smaller image.")
+
+
 def load_image(source, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None) -> Image.Image:
     """Open an image path, bytes or PIL image as 8-bit RGB, upright per its EXIF orientation.
 

@@ -116,6 +116,17 @@ def test_how_clip_learns_tab_with_my_own_images_and_captions(page):
     summary = wait_text(page, "#m-summary", "B = 3", 60_000)
     assert "in order" in summary
 
+def test_a_file_that_is_not_an_image_is_taken_off_the_box_with_a_plain_warning(page, tmp_path):
+    """It used to stay in the image box as a broken picture; the page check after each test looks for one."""
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not a picture")
+    page.get_by_role("tab", name="Zero-shot labels").click()
+    page.locator("#zs-image input[type=file]").set_input_files(str(bad))
+    page.get_by_text("That file is not an image this app can read").first.wait_for(timeout=30_000)
+    page.wait_for_function("!document.querySelector('#zs-image img')", timeout=10_000)
+    assert "Traceback" not in page.content()
+
+
 def test_empty_labels_show_a_plain_error(page):
     page.get_by_role("tab", name="Zero-shot labels").click()
     page.locator("#zs-image input[type=file]").set_input_files(str(EXAMPLES / "cat.png"))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from demo_core.errors import ImageError
-from demo_core.images import header_size, load_image, to_pil, to_uint8
+from demo_core.images import check_readable, header_size, load_image, to_pil, to_uint8
 
 
 def bomb_png(path, width=40000, height=40000):
@@ -66,6 +66,25 @@ def test_a_limit_above_pillows_is_allowed_for_that_one_open_only(tmp_path, monke
         load_image(p, max_pixels=1500)
     assert load_image(p, max_pixels=40_000).size == (300, 100)  # our limit is the larger: it decides
     assert Image.MAX_IMAGE_PIXELS == 1000  # and Pillow's guard is back as it was
+
+
+def test_the_upload_check_reads_headers_only_and_says_what_load_image_would(tmp_path):
+    """What the app runs on every upload: the same refusals as load_image for a non-image or too many pixels;
+    a truncated file passes (its header is whole), and load_image still refuses it when it is used."""
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is not a picture")
+    with pytest.raises(ImageError, match="not an image"):
+        check_readable(notes)
+    with pytest.raises(ImageError, match="8000×8000 \\(64 megapixels\\); the limit is 50"):
+        check_readable(bomb_png(tmp_path / "big.png", 8000, 8000))
+    with pytest.raises(ImageError, match="1600 megapixels"):
+        check_readable(bomb_png(tmp_path / "bomb.png"))
+    cut = tmp_path / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(cut)
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 2])
+    check_readable(cut)
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        load_image(cut)
 
 
 def test_one_conversion_from_model_tensors_to_pixels():

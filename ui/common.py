@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator
 
 import gradio as gr
 
-from demo_core.errors import UserError
+from demo_core.errors import ImageError, UserError
+from demo_core.images import check_readable
 from demo_core.registry import ASSETS
 
 try:  # Hugging Face ZeroGPU: a GPU is attached only while a decorated function runs
@@ -141,6 +142,23 @@ def serve_as_is(folder) -> None:
     cache on every answer. Only for a private folder of files the app made (every file in it is served)."""
     if not LEGACY_QUEUE:
         gr.set_static_paths([folder])
+
+
+def drops_unreadable(image: gr.Image) -> None:
+    """An uploaded or pasted file that is not an image this app can read is taken off `image`, with a warning
+    saying why. Left there, the box would show a broken picture until the next upload. Only the header is read."""
+    def check(value):
+        path = file_path(value)
+        if not path:
+            return gr.skip()
+        try:
+            check_readable(path)
+        except ImageError as e:
+            gr.Warning(str(e))
+            return None
+        return gr.skip()
+
+    image.upload(handler(check), image, image, api_visibility="private", preprocess=False)
 
 
 def file_path(value) -> str | None:

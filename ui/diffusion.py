@@ -14,7 +14,7 @@ from demo_core.diffusion.reverse_view import ReverseUpdate
 from demo_core.engine import SAMPLERS, Engine
 from demo_core.images import load_image
 from demo_core.inputs import check_seed
-from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, file_path, handler, legend,
+from ui.common import (EXAMPLES, FORWARD_FORMULA, LATEX, REVERSE_FORMULA, drops_unreadable, file_path, handler, legend,
                        model_handler, pictures, says_when_it_fails, seed_box, session_key, stop_button, throttled)
 
 LITERAL, CLIPPED = "Algorithm 2 as written", "clip x̂₀ to [−1, 1] (DDIM: ε̂ from the clipped x̂₀)"
@@ -136,6 +136,7 @@ def build(engine: Engine) -> None:
             f_image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
                                value=str(EXAMPLES / "cat.png") if (EXAMPLES / "cat.png").exists() else None,
                                elem_id="f-image", height=256)
+            drops_unreadable(f_image)
             f_sched = gr.Radio(list(forward_view.SCHEDULES), value="linear", label="Schedule")
             f_T = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)",
                             info="the linear β range 10⁻⁴ → 0.02 was chosen for T = 1000; at small T it ends short of noise")

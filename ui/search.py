@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demo_core.engine import MAX_RESULTS, Engine, Found, Results
-from ui.common import LIGHT, file_path, handler, model_handler, pictures, serve_as_is
+from ui.common import LIGHT, drops_unreadable, file_path, handler, model_handler, pictures, serve_as_is
 from ui.status import index_summary
 
 
@@ -66,6 +66,7 @@ def build(engine: Engine) -> None:
         with gr.Column(scale=2):
             qimage = gr.Image(label="…or search by image", type="filepath", height=160,
                               sources=["upload", "clipboard"], elem_id="s-image")
+            drops_unreadable(qimage)
             image_btn = gr.Button("Search by image", elem_id="s-run-image")
     details = gr.Markdown()
     results = pictures(label="Results (click one for more like it)", columns=6, height="auto",

@@ -9,8 +9,8 @@ import pandas as pd
 from demo_core.diffusion.unclip import MAX_IMAGES, MAX_POINTS, UnclipUpdate
 from demo_core.diffusion.upsampler import UPSAMPLING
 from demo_core.engine import Engine
-from ui.common import (EXAMPLES, LATEX, file_path, legend, model_handler, pictures, says_when_it_fails, seed_box,
-                       serve_as_is, session_key, stop_button, throttled)
+from ui.common import (EXAMPLES, LATEX, drops_unreadable, file_path, legend, model_handler, pictures, says_when_it_fails,
+                       seed_box, serve_as_is, session_key, stop_button, throttled)
 
 EXAMPLE_PICTURES = sorted((EXAMPLES / "heldout-emoji").glob("*.png"))  # held-out emoji on white (never trained on)
 EXAMPLE_PICTURES += [EXAMPLES / "cat.png"]  # and one on a soft background, as the other tabs show it
@@ -62,7 +62,9 @@ GAP_COLOURS = {"textâ€“image pair": "#1f77b4", "same image": "#ff7f0e", "imageâ€
 
 def _upload(label: str, height: int, elem_id: str) -> gr.Image:
     """A picture the user uploads or pastes (kept as a file path)."""
-    return gr.Image(label=label, type="filepath", height=height, sources=["upload", "clipboard"], elem_id=elem_id)
+    image = gr.Image(label=label, type="filepath", height=height, sources=["upload", "clipboard"], elem_id=elem_id)
+    drops_unreadable(image)
+    return image
 
 
 def _embedding_and_xt(label: str) -> tuple[gr.LinePlot, gr.Image]:

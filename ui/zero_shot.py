@@ -9,7 +9,7 @@ import gradio as gr
 from demo_core.clip.model import DEFAULT_TEMPLATES, parse_labels, parse_templates
 from demo_core.engine import Engine
 from demo_core.images import load_image
-from ui.common import EXAMPLES, LATEX, LIGHT, ZERO_SHOT_FORMULA, file_path, model_handler
+from ui.common import EXAMPLES, LATEX, LIGHT, ZERO_SHOT_FORMULA, drops_unreadable, file_path, model_handler
 
 EXAMPLE_LABELS = [
     ("cat.png", "cat, dog, car, tree, pizza"),
@@ -50,6 +50,7 @@ def build(engine: Engine) -> None:
         with gr.Column():
             image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam", "clipboard"],
                              elem_id="zs-image")
+            drops_unreadable(image)
             labels = gr.Textbox(label="Labels (comma or new line between them)", value="cat, dog, car", lines=2,
                                 elem_id="zs-labels")
             with gr.Accordion("Prompt templates", open=False):
