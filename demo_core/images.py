@@ -99,7 +99,10 @@ def check_readable(source, *, max_pixels: int = MAX_PIXELS) -> None:
     """Raise ImageError if `source` (a path or bytes) is not an image ``load_image`` could open, reading only its
     header: nothing is decoded, so it is cheap enough to run on every upload."""
     with _pillow_allows(max_pixels):
-        w, h = _open(source, max_pixels).size
+        _refuse_too_many_pixels(*_open(source, max_pixels).size, max_pixels)
+
+
+def _refuse_too_many_pixels(w: int, h: int, max_pixels: int) -> None:
     if w * h > max_pixels:
         raise ImageError(f"The image is {w}×{h} ({w * h / 1e6:.0f} megapixels); the limit is "
                          f"{max_pixels / 1e6:.0f} megapixels. Please use a smaller image.")
@@ -119,11 +122,7 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, draft_size: int | None =
     with _pillow_allows(max_pixels):
         im = source if isinstance(source, Image.Image) else _open(source, max_pixels)
         w, h = im.size
-        if w * h > max_pixels:
-            raise ImageError(
-                f"The image is {w}×{h} ({w * h / 1e6:.0f} megapixels); the limit is "
-                f"{max_pixels / 1e6:.0f} megapixels. Please use a smaller image."
-            )
+        _refuse_too_many_pixels(w, h, max_pixels)
         if w == 0 or h == 0:
             raise ImageError("The image is empty (0 pixels wide or high).")
         try:
