@@ -48,6 +48,29 @@ def test_resumed_run_equals_uninterrupted_run(toy_data, tmp_path):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
 
 
+def test_snapshots_are_the_run_at_their_step_and_resume_from_there(toy_data, tmp_path):
+    """--snapshot-every keeps step{N}.pt: the model at step N, from which the run can be scored or resumed."""
+    import dataclasses
+    import shutil
+
+    cfg = dataclasses.replace(_cfg(4), snapshot_every=2)
+    train(str(toy_data), str(tmp_path / "full"), cfg)
+    assert sorted(p.name for p in (tmp_path / "full").glob("step*.pt")) == ["step2.pt", "step4.pt"]
+    snap = torch.load(tmp_path / "full" / "step2.pt", weights_only=False)
+    train(str(toy_data), str(tmp_path / "short"), _cfg(4), stop_at=2)
+    short = torch.load(tmp_path / "short" / "checkpoint.pt", weights_only=False)
+    assert snap["step"] == 2
+    for k in short["model"]:
+        assert torch.allclose(snap["model"][k].float(), short["model"][k].float(), atol=1e-6), k
+    (tmp_path / "again").mkdir()
+    shutil.copy(tmp_path / "full" / "step2.pt", tmp_path / "again" / "checkpoint.pt")
+    assert train(str(toy_data), str(tmp_path / "again"), cfg)["steps"] == 4
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "again" / "checkpoint.pt", weights_only=False)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
 def test_checkpoint_exports_as_a_loadable_open_clip_folder(toy_data, tmp_path):
     from demo_core.clip.model import ClipModel
 

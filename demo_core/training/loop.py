@@ -60,8 +60,9 @@ def train_loop(run_dir: str | Path, cfg, opt: torch.optim.Optimizer, step_fn: Ca
 
     Args:
         run_dir: checkpoint folder; ``checkpoint.pt`` in it is resumed from and rewritten every
-            ``cfg.checkpoint_every`` steps and at the end; ``train_log.json`` is written at the end.
-        cfg: a dataclass with steps, lr, warmup, checkpoint_every.
+            ``cfg.checkpoint_every`` steps and at the end; ``train_log.json`` is written at the end. With
+            ``cfg.snapshot_every`` (optional), a copy ``step{N}.pt`` is also kept every that many steps.
+        cfg: a dataclass with steps, lr, warmup, checkpoint_every (and optionally snapshot_every).
         opt: its learning rate is set from ``lr_at`` before every step.
         step_fn: does optimisation step number `step` (0-based) and returns its figures for the log.
         state: what the checkpoint holds, by name (modules and the optimiser); loaded on resume.
@@ -91,6 +92,8 @@ def train_loop(run_dir: str | Path, cfg, opt: torch.optim.Optimizer, step_fn: Ca
             print(json.dumps(entry), flush=True)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, cfg, log, **state)
+        if getattr(cfg, "snapshot_every", 0) and step % cfg.snapshot_every == 0:
+            save_checkpoint(run / f"step{step}.pt", step, cfg, log, **state)  # kept: scored later, as a run's own
     (run / "train_log.json").write_text(json.dumps({"config": asdict(cfg), "log": log}, indent=0))
     return step, log
 

@@ -41,6 +41,7 @@ class TrainConfig:
     eps: float = 1e-6
     seed: int = 0
     checkpoint_every: int = 50
+    snapshot_every: int = 0  # keep step{N}.pt every this many steps (to score a run along its schedule); 0: none
     styles: str = "seen"  # seen: every art style but the held-out one; all; or noto (the font only)
     split: str = "train"  # train: held-out emoji never seen; all: the shipped model sees every emoji
     init: str = ""  # a run folder whose model weights start this run (the shipped model continues the evaluated one)
@@ -239,5 +240,7 @@ if __name__ == "__main__":
                                    "text_layers": {"type": int, "help": "text tower depth (default 4)"},
                                    "cross_style": {"type": float, "help": "weight of a SLIP-style image–image "
                                                    "loss between two art styles of each emoji; default 0 (off)"},
+                                   "snapshot_every": {"type": int, "help": "also keep step{N}.pt every this many "
+                                                      "steps, to score the run along its schedule; default 0"},
                                    "icon_share": {"type": float, "help": "share of each batch from named icons "
                                                   "(python -m demo_core.training.icon_data); default 0"}}))
