@@ -60,9 +60,11 @@ from tests.browser import app_url, browser, page  # noqa: E402, F401
 
 @pytest.fixture(scope="session")
 def bundled_clip():
+    """The app's CLIP offline (registry.BUNDLED_CLIP)."""
     from demo_core.clip.model import ClipModel
+    from demo_core.registry import BUNDLED_CLIP
 
-    return ClipModel.load("mini-clip", "cpu")
+    return ClipModel.load(BUNDLED_CLIP, "cpu")
 
 
 @pytest.fixture(scope="session")

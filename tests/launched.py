@@ -13,13 +13,14 @@ def free_port() -> int:
 
 @contextmanager
 def launched_app(engine=None, **launch):
-    """Build the whole page over `engine` (default: mini-CLIP on the CPU), serve it, yield its URL; then
-    close the server and the engine."""
+    """Build the whole page over `engine` (default: the app's CLIP offline, registry.BUNDLED_CLIP, on the CPU),
+    serve it, yield its URL; then close the server and the engine."""
     import app
     from demo_core.engine import Engine
+    from demo_core.registry import BUNDLED_CLIP
     from tests.conftest import EXAMPLES
 
-    engine = engine or Engine("mini-clip", "cpu")
+    engine = engine or Engine(BUNDLED_CLIP, "cpu")
     demo = app.build_demo(engine)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True,

@@ -101,7 +101,7 @@ def test_ray_engine_builds_the_local_engines_index_incrementally(collection, tmp
     a, b = _vectors(tmp_path / "local"), _vectors(tmp_path / "ray")
     assert a.keys() == b.keys()
     assert max(abs(float(a[p] @ a[p]) - float(a[p] @ b[p])) for p in a) < 1e-5
-    assert ImageIndex(tmp_path / "ray", readonly=True).stats()["model"] == "mini-clip"
+    assert ImageIndex(tmp_path / "ray", readonly=True).stats()["model"] == bundled_clip.spec.spec
 
     (collection / "dog.png").rename(collection / "nested" / "puppy.png")  # rename
     (collection / "bird.png").unlink()  # remove

@@ -218,7 +218,7 @@ def test_the_app_searches_a_compressed_index_and_builds_keep_their_semantics(gal
     report = build_index(root, out, bundled_clip)
     assert (report.indexed, report.renamed, report.removed) == (0, 1, 1)  # nothing re-embedded
     assert report.index_type.startswith("IVF-PQ compressed")
-    engine = Engine("mini-clip", "cpu", indexes=[str(out)])
+    engine = Engine(bundled_clip.spec.spec, "cpu", indexes=[str(out)])
     try:
         terms, found = engine.search.text("a cat", str(out), 8)
         assert engine.search.stats(str(out))["index_type"].startswith("IVF-PQ compressed")

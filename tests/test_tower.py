@@ -161,7 +161,7 @@ def test_a_tower_that_cannot_be_built_is_a_plain_error_and_auto_skips_it(bundled
         raise RuntimeError("Exporting the operator 'aten::weird' to ONNX is not supported")
 
     monkeypatch.setattr(tower_mod, "_onnx_session", broken)
-    with pytest.raises(InputError, match=r"The onnx tower cannot be built for mini-clip .*aten::weird.*--tower fp32"):
+    with pytest.raises(InputError, match=rf"The onnx tower cannot be built for {bundled_clip.spec.spec} .*aten::weird.*--tower fp32"):
         ImageTower(bundled_clip, "onnx")
     monkeypatch.setattr(tower_mod, "AUTO_MIN_IMAGES", 1)
     report = build_index(EXAMPLES, tmp_path / "idx", bundled_clip, batch_size=4, workers=1)

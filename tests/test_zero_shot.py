@@ -1,4 +1,4 @@
-"""The bundled mini-CLIP's zero-shot behaviour, and the label/template parsing around it."""
+"""The app's bundled mini-CLIP's zero-shot behaviour, and the label/template parsing around it."""
 import pytest
 from PIL import Image
 
@@ -31,16 +31,20 @@ def test_the_apps_zero_shot_examples_get_the_right_label(bundled_clip, fname, la
     assert max(zip(res.probs, res.labels))[1] == label
 
 
-def test_the_model_cards_sample_figures_are_reproduced_by_the_evaluation_command(bundled_clip):
-    """bench/eval_mini_clip.json records the shipped model on tests/data/emoji-sample; the same command
-    gives the same figures here."""
+@pytest.mark.parametrize("name,figures", [("mini-clip-2", "eval_mini_clip_2.json"), ("mini-clip", "eval_mini_clip.json")])
+def test_the_model_cards_sample_figures_are_reproduced_by_the_evaluation_command(name, figures):
+    """bench/eval_mini_clip*.json record each bundled model on tests/data/emoji-sample (its card quotes them);
+    the same command gives the same figures here."""
     import json
 
+    from demo_core.clip.model import ClipModel
     from demo_core.training.eval_clip import evaluate_styles
     from tests.conftest import ROOT
 
-    recorded = json.loads((ROOT / "bench" / "eval_mini_clip.json").read_text())["shipped_model_sample"]
-    got = evaluate_styles(bundled_clip, str(ROOT / "tests" / "data" / "emoji-sample"), renders=2, size=64)
+    recorded = json.loads((ROOT / "bench" / figures).read_text())["shipped_model_sample"]
+    assert recorded["command"].split("--model ")[1].split()[0] == name
+    got = evaluate_styles(ClipModel.load(name, "cpu"), str(ROOT / "tests" / "data" / "emoji-sample"), renders=2,
+                          size=64)
     for regime in ("seen_styles", "unseen_style"):
         for key in ("zero_shot_top1_ensemble", "t2i_R@1", "t2i_R@5"):
             assert got[regime][key] == pytest.approx(recorded[regime][key], abs=0.011), (regime, key)

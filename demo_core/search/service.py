@@ -1,7 +1,8 @@
 """Search as the app serves it: the indexes it was started with and the bundled gallery, opened once,
 searched by text (with arithmetic), by image or by an indexed image, with thumbnails in a private folder.
 
-The bundled gallery's policy: its prebuilt index serves when the active CLIP made it; otherwise the
+The bundled gallery's policy: a prebuilt index serves when the CLIP asking made it (the app's CLIP,
+``index``; the CLIP the bundled diffusion models were conditioned on, ``index-mini-clip``); otherwise the
 gallery is embedded once with that CLIP into a cache folder (one per checkout and model, incremental on
 later starts). unCLIP shows the gallery images nearest an embedding of *its* CLIP (``nearest``), which
 may be another model than the app's.
@@ -28,7 +29,9 @@ from .results import Results, shown
 logger = logging.getLogger(__name__)
 
 BUNDLED_GALLERY = ASSETS / "gallery" / "images"
-BUNDLED_INDEX = ASSETS / "gallery" / "index"
+BUNDLED_INDEX = ASSETS / "gallery" / "index"  # built with registry.BUNDLED_CLIP: the Search tab's offline
+# Prebuilt indexes of the gallery, the app's first; index-mini-clip serves unCLIP's nearest images (its CLIP).
+BUNDLED_INDEXES = (BUNDLED_INDEX, ASSETS / "gallery" / "index-mini-clip")
 GALLERY = "bundled gallery"  # the name the bundled gallery's index is offered under
 MAX_RESULTS = 48  # results one search returns (the Results slider's top)
 WAIT_S = 900  # how long a request waits for startup to settle the indexes
@@ -63,16 +66,19 @@ class SearchService:
         self._folders[GALLERY] = self.gallery_folder(clip)
 
     def gallery_folder(self, clip: ClipModel) -> Path:
-        """The prebuilt gallery index when `clip` made it; otherwise the gallery is embedded once with
-        `clip` into a cache folder (incremental on later starts)."""
-        idx = ImageIndex(BUNDLED_INDEX, readonly=True)
-        try:
-            idx.check_model(clip.spec.spec, clip.embed_dim)
-            return BUNDLED_INDEX
-        except IndexProblem:
-            pass
-        finally:
-            idx.close()
+        """A prebuilt gallery index that `clip` made; otherwise the gallery is embedded once with `clip`
+        into a cache folder (incremental on later starts)."""
+        for folder in BUNDLED_INDEXES:
+            if not (folder / "meta.sqlite").exists():
+                continue
+            idx = ImageIndex(folder, readonly=True)
+            try:
+                idx.check_model(clip.spec.spec, clip.embed_dim)
+                return folder
+            except IndexProblem:
+                pass
+            finally:
+                idx.close()
         safe = "".join(c if c.isalnum() else "-" for c in clip.spec.spec)
         # one cache per checkout too: two copies of the app on one machine must not share (and refuse) it
         where = hashlib.sha1(str(BUNDLED_GALLERY.resolve()).encode()).hexdigest()[:8]

@@ -218,7 +218,7 @@ def export_checkpoint(run_dir: str, export: str) -> dict:
 
 def _export(model, cfg: MiniClipConfig, out: str, result: dict) -> dict:
     export_open_clip_folder(model.eval(), cfg, Path(out),
-                            {"name": "mini-clip", "trained_by": "demo_core.training.train_clip", **result})
+                            {"name": Path(out).name, "trained_by": "demo_core.training.train_clip", **result})
     return result
 
 
