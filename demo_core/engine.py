@@ -35,7 +35,7 @@ from .diffusion.unclip import (BUNDLED_DECODER, BUNDLED_PRIOR, UnclipModels, Unc
                                run_interpolation, run_unclip, run_variations)
 from .errors import InputError, ModelUnavailable
 from .registry import resolve_clip_spec
-from .runs import KeptFiles, StopSignals
+from .runs import KeptFiles, LoadOnce, StopSignals
 from .search.results import Found, Results  # noqa: F401  (Found: the UI takes it from here)
 from .search.service import BUNDLED_INDEX, GALLERY, MAX_RESULTS, SearchService  # noqa: F401  (the UI's)
 
@@ -83,10 +83,12 @@ class Engine:
         self._loader: threading.Thread | None = None
         self._files = KeptFiles()
         paths = [text2img_model] if isinstance(text2img_model, (str, Path)) else list(text2img_model)
-        services = [Text2ImgService(self.device, lambda: self._clip, p, noised_clip, upsampler) for p in paths]
+        self._other_clips: dict[str, LoadOnce[ClipModel]] = {}  # CLIPs the diffusion models read, if not the app's
+        self._other_clips_lock = threading.Lock()
+        services = [Text2ImgService(self.device, self._clip_for, p, noised_clip, upsampler) for p in paths]
         self._t2i = {s.name: s for s in services if s.available} or {services[0].name: services[0]}
         self._text2img = next(iter(self._t2i.values()))  # the default: also the Diffusion tab's prompted model
-        self._unclip = UnclipService(self.device, lambda: self._clip, unclip_prior, unclip_decoder, upsampler)
+        self._unclip = UnclipService(self.device, self._clip_for, unclip_prior, unclip_decoder, upsampler)
         self.search = SearchService(indexes, lambda: self.clip, self._ready, self._closing,
                                     self._files.folder / "thumbnails")
         self.reverse = ReverseService(self.device, self._text2img, self._stops, self._files)
@@ -99,6 +101,15 @@ class Engine:
                 raise ModelUnavailable(self.load_error)
 
     # --- loading -----------------------------------------------------------------------------
+    def _clip_for(self, spec: str | None) -> ClipModel | None:
+        """The CLIP `spec` names, for the models trained on it: the app's when it is that one (None while the
+        app's is not loaded yet), else loaded once and shared by every service that asks for it."""
+        if spec is None or spec == self.resolution.spec.spec:
+            return self._clip
+        with self._other_clips_lock:
+            once = self._other_clips.setdefault(spec, LoadOnce(lambda: ClipModel.load(spec, self.device)))
+        return once.get()
+
     def _load(self) -> None:
         """Load what startup loads, each in its own try: a failure is logged and the rest go on."""
         steps: list[tuple[str, str, Callable[[], object]]] = [

@@ -51,13 +51,13 @@ class LoadOnce(Generic[T]):
 
 class ModelService(Generic[T]):
     """A tab's bundled models, loaded once: by the engine's loader at startup or by the first request that
-    needs them. ``active_clip()`` gives the app's CLIP, which a loader reuses when it is the one its models
-    were trained on (so it is not loaded twice). A service says which files it needs (``required``) and how
-    to load them (``_load``)."""
+    needs them. ``clip_for(spec)`` gives the CLIP its models were trained on: the app's when it is that one,
+    else one the engine loads once and shares among its services (so no CLIP is loaded twice). A service
+    says which files it needs (``required``) and how to load them (``_load``)."""
 
-    def __init__(self, device, active_clip: Callable[[], object]):
+    def __init__(self, device, clip_for: Callable[[str], object]):
         self.device = device
-        self._active_clip = active_clip
+        self._clip_for = clip_for
         self._once: LoadOnce[T] = LoadOnce(self._load)
 
     def required(self) -> list[Path]:

@@ -197,7 +197,7 @@ def test_each_model_takes_the_noised_clip_of_its_own_clip(tmp_path):
     assert models.noised is not None and models.noised.T == 50  # mini-clip's, not v1's (T = 40)
 
     def service(noised):
-        return Text2ImgService(pick_device("cpu"), lambda: clip, tmp_path / "m", noised)
+        return Text2ImgService(pick_device("cpu"), lambda spec: clip, tmp_path / "m", noised)
 
     assert service([v1, mini]).guides_with_clip()  # read from configs
     assert not service([v1]).guides_with_clip()

@@ -125,3 +125,18 @@ def test_a_slow_diffusion_model_load_does_not_hold_up_another_model(monkeypatch)
     assert reverse.ddpm("slow/hub-model") == "model slow/hub-model"
     assert sorted(calls) == ["emoji-ddpm", "slow/hub-model"]  # once each
     assert sorted(reverse.loaded()) == ["model emoji-ddpm", "model slow/hub-model"]
+
+
+def test_the_diffusion_models_share_one_copy_of_the_clip_they_were_trained_on():
+    """The app's CLIP (mini-clip-2) is not the one the bundled diffusion models read (mini-clip): that one is
+    loaded once for all of them, not once per model."""
+    from demo_core.engine import Engine
+    from demo_core.registry import BUNDLED_CLIP
+
+    engine = Engine(BUNDLED_CLIP, "cpu")
+    try:
+        clips = [m.clip for m in engine.loaded_text2img] + [engine.loaded_unclip.clip]
+        assert len(clips) == 3 and {c.spec.spec for c in clips} == {"mini-clip"} != {engine.clip.spec.spec}
+        assert all(c is clips[0] for c in clips)
+    finally:
+        engine.close()

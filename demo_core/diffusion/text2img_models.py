@@ -111,11 +111,11 @@ def noised_clip_curve(noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS) -> list[d
 class Text2ImgService(ModelService[Text2ImgModels]):
     """The bundled text-to-image models (``ModelService``): the conditional DDPM and the noised CLIP."""
 
-    def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
+    def __init__(self, device: DeviceChoice, clip_for: Callable[[str], ClipModel | None],
                  path: str | Path = BUNDLED_TEXT2IMG, noised_path: NoisedPaths = BUNDLED_NOISED_CLIPS,
                  upsampler_path: str | Path = BUNDLED_UPSAMPLER):
         self.path, self.noised_path, self.upsampler_path = Path(path), _noised_paths(noised_path), Path(upsampler_path)
-        super().__init__(device, active_clip)
+        super().__init__(device, clip_for)
 
     def required(self) -> list[Path]:
         return [self.path / "cond_config.json"]  # the noised CLIP is optional: CLIP guidance is then off
@@ -144,7 +144,8 @@ class Text2ImgService(ModelService[Text2ImgModels]):
         return f"{self.name}: {how}, {self._config().get('clip_spec', '?')}"
 
     def _load(self) -> Text2ImgModels:
-        models = load_text2img(self.path, self.noised_path, device=self.device, clip=self._active_clip(),
+        models = load_text2img(self.path, self.noised_path, device=self.device,
+                               clip=self._clip_for(self._config().get("clip_spec")),
                                upsampler_path=self.upsampler_path)
         logger.info("text-to-image model %s loaded (CLIP guidance %s)", self.path.name,
                     "on" if models.noised is not None else "off: no noised CLIP")

@@ -15,6 +15,7 @@ and at the end the images with their mini-CLIP cosine to what they were made fro
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -246,18 +247,19 @@ def run_interpolation(models: UnclipModels, image_a, image_b=None, prompt_b: str
 class UnclipService(ModelService[UnclipModels]):
     """The bundled unCLIP models (``ModelService``): the prior and the image-conditioned decoder."""
 
-    def __init__(self, device: DeviceChoice, active_clip: Callable[[], ClipModel | None],
+    def __init__(self, device: DeviceChoice, clip_for: Callable[[str], ClipModel | None],
                  prior_path: str | Path = BUNDLED_PRIOR, decoder_path: str | Path = BUNDLED_DECODER,
                  upsampler_path: str | Path = BUNDLED_UPSAMPLER):
         self.prior_path, self.decoder_path, self.upsampler_path = Path(prior_path), Path(decoder_path), Path(upsampler_path)
         self._gap: list[dict] | None = None
-        super().__init__(device, active_clip)
+        super().__init__(device, clip_for)
 
     def required(self) -> list[Path]:
         return [self.prior_path / "prior_config.json", self.decoder_path / "cond_config.json"]
 
     def _load(self) -> UnclipModels:
-        models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._active_clip(),
+        spec = json.loads((self.decoder_path / "cond_config.json").read_text()).get("clip_spec")
+        models = load_unclip(self.prior_path, self.decoder_path, device=self.device, clip=self._clip_for(spec),
                              upsampler_path=self.upsampler_path)
         logger.info("unCLIP prior %s and decoder %s loaded", self.prior_path.name, self.decoder_path.name)
         return models
