@@ -40,12 +40,22 @@ def shows(path: Path, concept: str) -> bool:
     return bool(_words(name) & set(CONCEPT_SYNONYMS.get(concept, (concept,))))
 
 
+def gallery_paths(noto_only: bool = False) -> list[Path]:
+    """The bundled gallery's pictures (without the other-style renders when `noto_only`)."""
+    return sorted(p for p in GALLERY.rglob("*") if p.suffix.lower() in {".png", ".jpg"}
+                  and not (noto_only and p.parent.name == "styles"))
+
+
+def embed(clip: ClipModel, paths: list[Path]) -> torch.Tensor:
+    """The pictures' image embeddings, 64 at a time."""
+    return torch.cat([clip.encode_images([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64)])
+
+
 def run(model: str, templates: list[str], k_everyday: int = 5, k_pair: int = 12, noto_only: bool = False) -> dict:
     clip = ClipModel.load(model, "cpu")
-    paths = sorted(p for p in GALLERY.rglob("*") if p.suffix.lower() in {".png", ".jpg"}
-                   and not (noto_only and p.parent.name == "styles"))
+    paths = gallery_paths(noto_only)
     t0 = time.time()
-    images = torch.cat([clip.encode_images([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64)])
+    images = embed(clip, paths)
     out = {"model": clip.name, "gallery_images": len(paths), "embed_s": round(time.time() - t0, 1), "templates": {}}
     for tpl in templates:
         res = {}

@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from demo_core.clip.model import ClipModel  # noqa: E402
-from demo_core.images import load_image  # noqa: E402
 from demo_core.training.emoji_concepts import EVAL_CONCEPTS  # noqa: E402
-from gallery_queries import GALLERY, shows  # noqa: E402
+from gallery_queries import embed, gallery_paths, shows  # noqa: E402
 
 EXAMPLES = ROOT / "assets" / "examples"
 WORDS = {"a cat": "cat.png", "a dog": "dog.png", "a car": "automobile.png", "a tree": "palm_tree.png",
@@ -40,17 +39,13 @@ def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def _embed(clip: ClipModel, paths: list[Path]) -> torch.Tensor:
-    return torch.cat([clip.encode_images([load_image(p) for p in paths[i:i + 64]]) for i in range(0, len(paths), 64)])
-
-
 def _order(clip: ClipModel, images: torch.Tensor, query: str) -> list[int]:
     return (clip.label_embeddings([query], [clip.search_template]) @ images.T)[0].argsort(descending=True).tolist()
 
 
 def gallery_concepts(clip: ClipModel) -> dict:
-    paths = sorted(p for p in GALLERY.rglob("*") if p.suffix.lower() in {".png", ".jpg"})
-    images = _embed(clip, paths)
+    paths = gallery_paths()
+    images = embed(clip, paths)
     p5, ap, first = {}, {}, {}
     for concept in EVAL_CONCEPTS:
         rel = [shows(paths[i], concept) for i in _order(clip, images, _a(concept))]
@@ -73,7 +68,7 @@ def gallery_concepts(clip: ClipModel) -> dict:
 def example_pictures(clip: ClipModel) -> dict:
     paths = sorted(EXAMPLES.glob("*.png")) + sorted((EXAMPLES / "heldout-emoji").glob("*.png"))
     names = [p.name for p in paths]
-    images = _embed(clip, paths)
+    images = embed(clip, paths)
     own = {p.name: _order(clip, images, _a(p.stem.replace("_", " "))).index(i) + 1 for i, p in enumerate(paths)}
     words = {q: _order(clip, images, q).index(names.index(f)) + 1 for q, f in WORDS.items()}
     return {"pictures": len(paths), "own_name_rank": own, "own_name_first": sum(r == 1 for r in own.values()),
