@@ -91,6 +91,47 @@ def test_checkpoint_exports_as_a_loadable_open_clip_folder(toy_data, tmp_path):
     assert torch.allclose(emb, ref, atol=2e-2)
 
 
+def test_ema_lever_leaves_the_raw_run_alone_and_exports_the_average(toy_data, tmp_path):
+    """--ema keeps a moving average beside the raw weights: the raw run is the run without the lever, the
+    export (at the end and --export-only) is the average, and --export-weights raw gives the raw weights."""
+    import dataclasses
+
+    from demo_core.clip.model import ClipModel
+    from demo_core.training.train_clip import ema_update
+
+    plain = train(str(toy_data), str(tmp_path / "plain"), _cfg(6))
+    cfg = dataclasses.replace(_cfg(6), ema=0.9)
+    result = train(str(toy_data), str(tmp_path / "ema"), cfg, export=str(tmp_path / "ema-out"))
+    assert result["weights"] == "ema" and plain["final_loss"] == result["final_loss"]
+    a = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    # the average differs from the last weights, BatchNorm statistics included
+    assert any(not torch.allclose(b["ema"][k].float(), b["model"][k].float()) for k in b["model"] if "running_mean" in k)
+    assert not torch.allclose(b["ema"]["text_projection"], b["model"]["text_projection"])
+
+    def text_emb(folder):
+        clip = ClipModel.load(f"local-dir:{folder}", "cpu")
+        return clip.encode_texts(["red square", "blue disc"])
+
+    assert export_checkpoint(str(tmp_path / "ema" / "checkpoint.pt"), str(tmp_path / "avg"))["weights"] == "ema"
+    assert export_checkpoint(str(tmp_path / "ema"), str(tmp_path / "raw"), weights="raw")["weights"] == "raw"
+    export_checkpoint(str(tmp_path / "plain"), str(tmp_path / "plain-out"))
+    assert torch.allclose(text_emb(tmp_path / "avg"), text_emb(tmp_path / "ema-out"))
+    assert torch.allclose(text_emb(tmp_path / "raw"), text_emb(tmp_path / "plain-out"))
+    assert not torch.allclose(text_emb(tmp_path / "avg"), text_emb(tmp_path / "raw"), atol=1e-3)
+
+    # the rule: early steps follow the model (d = 1/10 at step 0), later ones the decay
+    ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    start = ema.weight.detach().clone()
+    ema_update(ema, model, 0.99, step=0)
+    assert torch.allclose(ema.weight, 0.1 * start + 0.9 * model.weight)
+    before = ema.weight.detach().clone()
+    ema_update(ema, model, 0.99, step=10_000)
+    assert torch.allclose(ema.weight, 0.99 * before + 0.01 * model.weight)
+
+
 # --- emoji DDPM (demo_core.training.train_ddpm) ---
 
 def _ddpm_cfg(steps):

@@ -177,12 +177,14 @@ def debias_ema(ema_state: dict, init_state: dict, decay: float, steps: int) -> d
 
 
 def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: str, config_cls, train,
-                 export_checkpoint, options: dict[str, dict] | None = None) -> int:
+                 export_checkpoint, options: dict[str, dict] | None = None,
+                 export_options: dict[str, dict] | None = None) -> int:
     """The command line the training scripts share: train (resuming from --run) or --export-only.
 
     ``train(data, run, cfg, export=, threads=)`` and ``export_checkpoint(run, export)`` are the
     script's own; ``config_cls(steps=, batch_size=, seed=, **options)`` builds its config, where
-    `options` names further config fields to expose as flags (field -> argparse keywords)."""
+    `options` names further config fields to expose as flags (field -> argparse keywords);
+    `export_options` names flags passed to ``export_checkpoint`` as keywords (with --export-only)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("demo_core").setLevel(logging.INFO)  # ours: resumed from, exported to
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
@@ -195,13 +197,16 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     for field, kw in (options or {}).items():
         ap.add_argument("--" + field.replace("_", "-"), dest=field, default=getattr(config_cls, field), **kw)
+    for name, kw in (export_options or {}).items():
+        ap.add_argument("--export-" + name.replace("_", "-"), dest="export_" + name, **kw)
     ap.add_argument("--export-only", action="store_true",
                     help="do not train: export the run's latest checkpoint to --export")
     args = ap.parse_args(argv)
     if args.export_only:
         if not args.export:
             ap.error("--export-only needs --export DIR")
-        print(json.dumps(export_checkpoint(args.run, args.export)))
+        extra = {name: getattr(args, "export_" + name) for name in (export_options or {})}
+        print(json.dumps(export_checkpoint(args.run, args.export, **extra)))
         logger.info("exported %s to %s", args.run, args.export)
         return 0
     cfg = config_cls(steps=args.steps, batch_size=args.batch_size, seed=args.seed,

@@ -15,6 +15,7 @@ checkpoint sees exactly the batches an uninterrupted run would.
 """
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
@@ -49,6 +50,7 @@ class TrainConfig:
     captions: str = "mixed"  # mixed: names, aliases, keyword lists; keywords: also single words a third of the time
     icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
     cross_style: float = 0.0  # weight of the SLIP-style image–image term between two styles of each emoji; 0: off
+    ema: float = 0.0  # decay of a moving average of the weights, which is what exports; 0: off (the raw weights)
     # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
     embed_dim: int = 0
     vision_width: int = 0
@@ -155,6 +157,20 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings
     return normalize(images), tokenizer(captions), normalize(views)
 
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- d*ema + (1 - d)*model over every float tensor of the state (weights and the image tower's
+    BatchNorm statistics), with d = min(decay, (1 + step) / (10 + step)): early on the average follows the
+    model, so the random initial weights are forgotten within a few hundred steps (timm's and TF's rule)."""
+    d = min(decay, (1 + step) / (10 + step))
+    model_state = model.state_dict()
+    for name, value in ema.state_dict().items():
+        if value.is_floating_point():
+            value.lerp_(model_state[name], 1 - d)
+        else:
+            value.copy_(model_state[name])
+
+
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
     """Write the model as an open_clip hub-format folder (fp16 safetensors + config)."""
     from safetensors.torch import save_file
@@ -188,32 +204,46 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
         model.load_state_dict(load_checkpoint(cfg.init)["model"])
     opt = make_optimizer(model, cfg)
+    state = {"model": model, "opt": opt}
+    if cfg.ema:
+        state["ema"] = copy.deepcopy(model).requires_grad_(False)
 
     def step_fn(step: int) -> dict:
         images, tokens, *views = make_batch(data, tokenizer, step, cfg, drawings, icons)
         res = (cross_view_step(model, opt, images, views[0], tokens, cfg.cross_style) if views
                else contrastive_step(model, opt, images, tokens))
+        if cfg.ema:
+            ema_update(state["ema"], model, cfg.ema, step)
         acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
         return {"loss": round(res.loss.item(), 4), "batch_acc_i2t": round(acc, 4),
                 "logit_scale": round(model.logit_scale.exp().item(), 2)}
 
     model.train()
-    step, log = train_loop(run_dir, cfg, opt, step_fn, state={"model": model, "opt": opt}, log_every=10,
-                           stop_at=stop_at)
+    step, log = train_loop(run_dir, cfg, opt, step_fn, state=state, log_every=10, stop_at=stop_at)
     result = {**summary(step, log), "train_emoji": len(drawings[0]) - icons, "train_icons": icons,
               "train_drawings": len(data) - icons,
               "styles": list(style_names(cfg.styles)), "split": cfg.split, "init": cfg.init or None}
-    return _export(model, cfg.model, export, result) if export else result
+    if cfg.ema:
+        result["weights"] = "ema"
+    return _export(state.get("ema", model), cfg.model, export, result) if export else result
 
 
-def export_checkpoint(run_dir: str, export: str) -> dict:
-    """Export the run's latest checkpoint (e.g. of an unfinished run) as an open_clip folder."""
-    state = load_checkpoint(run_dir)
+def export_checkpoint(run_dir: str, export: str, weights: str = "ema") -> dict:
+    """Export the run's latest checkpoint (e.g. of an unfinished run) as an open_clip folder. `run_dir` may also
+    be one checkpoint file (a snapshot ``step{N}.pt``). A run with ``--ema`` exports its moving average unless
+    `weights` is "raw" (to score the lever against the raw weights of the same run)."""
+    path = Path(run_dir)
+    state = (torch.load(path, map_location="cpu", weights_only=False) if path.is_file()
+             else load_checkpoint(run_dir))
     saved = state["config"]["model"]
     mcfg = MiniClipConfig(**{**saved, "vision_layers": tuple(saved["vision_layers"])})
     model = build_model(mcfg)
-    model.load_state_dict(state["model"])
-    return _export(model, mcfg, export, summary(state["step"], state["log"]))
+    use_ema = weights == "ema" and "ema" in state
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    result = summary(state["step"], state["log"])
+    if "ema" in state:
+        result["weights"] = "ema" if use_ema else "raw"
+    return _export(model, mcfg, export, result)
 
 
 def _export(model, cfg: MiniClipConfig, out: str, result: dict) -> dict:
@@ -226,6 +256,9 @@ if __name__ == "__main__":
     sys.exit(training_cli(None, prog="python -m demo_core.training.train_clip", doc=__doc__, config_cls=TrainConfig,
                           run_default="data/runs/mini-clip", export_help="write the trained model here as an "
                           "open_clip folder", train=train, export_checkpoint=export_checkpoint,
+                          export_options={"weights": {"choices": ("ema", "raw"), "default": "ema",
+                                                      "help": "with --export-only, of a run trained with --ema: "
+                                                      "export its moving average (default) or its raw weights"}},
                           options={"styles": {"choices": ("seen", "all", "seen5", "all5", "noto"),
                                               "help": "art styles to train on (seen: all but the held-out one; "
                                               "seen5/all5: among the first five, mini-clip's data)"},
@@ -233,6 +266,8 @@ if __name__ == "__main__":
                                    "init": {"help": "start from this run folder's latest weights"},
                                    "lr": {"type": float, "help": "peak learning rate"},
                                    "warmup": {"type": int, "help": "warm-up steps"},
+                                   "weight_decay": {"type": float, "help": "AdamW weight decay on weight matrices "
+                                                    "(default 0.1)"},
                                    "augment": {"choices": ("basic", "strong"), "help": "augmentation lever"},
                                    "captions": {"choices": ("mixed", "keywords"), "help": "caption lever"},
                                    "embed_dim": {"type": int, "help": "embedding size (default 128)"},
@@ -240,6 +275,8 @@ if __name__ == "__main__":
                                    "text_layers": {"type": int, "help": "text tower depth (default 4)"},
                                    "cross_style": {"type": float, "help": "weight of a SLIP-style image–image "
                                                    "loss between two art styles of each emoji; default 0 (off)"},
+                                   "ema": {"type": float, "help": "decay of a moving average of the weights, "
+                                           "which is then what exports (e.g. 0.999); default 0 (off)"},
                                    "snapshot_every": {"type": int, "help": "also keep step{N}.pt every this many "
                                                       "steps, to score the run along its schedule; default 0"},
                                    "icon_share": {"type": float, "help": "share of each batch from named icons "
