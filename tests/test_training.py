@@ -121,6 +121,10 @@ def test_ema_lever_leaves_the_raw_run_alone_and_exports_the_average(toy_data, tm
     assert torch.allclose(text_emb(tmp_path / "avg"), text_emb(tmp_path / "ema-out"))
     assert torch.allclose(text_emb(tmp_path / "raw"), text_emb(tmp_path / "plain-out"))
     assert not torch.allclose(text_emb(tmp_path / "avg"), text_emb(tmp_path / "raw"), atol=1e-3)
+    # --init from that run starts from its average (what was exported and scored), not its raw weights
+    train(str(toy_data), str(tmp_path / "next"), dataclasses.replace(_cfg(1), lr=0.0, init=str(tmp_path / "ema")))
+    start = torch.load(tmp_path / "next" / "checkpoint.pt", weights_only=False)["model"]
+    assert torch.equal(start["text_projection"], b["ema"]["text_projection"])
 
     # the rule: early steps follow the model (d = 1/10 at step 0), later ones the decay
     ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)

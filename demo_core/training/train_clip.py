@@ -45,7 +45,8 @@ class TrainConfig:
     snapshot_every: int = 0  # keep step{N}.pt every this many steps (to score a run along its schedule); 0: none
     styles: str = "seen"  # seen: every art style but the held-out one; all; or noto (the font only)
     split: str = "train"  # train: held-out emoji never seen; all: the shipped model sees every emoji
-    init: str = ""  # a run folder whose model weights start this run (the shipped model continues the evaluated one)
+    init: str = ""  # a run folder whose exported weights (its moving average, if any) start this run (the shipped
+    # model continues the evaluated one)
     augment: str = "basic"  # basic: background, scale, rotation, position; strong: also colour, blur, light-behind-dark
     captions: str = "mixed"  # mixed: names, aliases, keyword lists; keywords: also single words a third of the time
     icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
@@ -202,7 +203,8 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     tokenizer = SimpleTokenizer(context_length=cfg.model.context_length)
     model = build_model(cfg.model)
     if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
-        model.load_state_dict(load_checkpoint(cfg.init)["model"])
+        start = load_checkpoint(cfg.init)
+        model.load_state_dict(start.get("ema", start["model"]))  # what that run exports, which is what was scored
     opt = make_optimizer(model, cfg)
     state = {"model": model, "opt": opt}
     if cfg.ema:
@@ -263,7 +265,8 @@ if __name__ == "__main__":
                                               "help": "art styles to train on (seen: all but the held-out one; "
                                               "seen5/all5: among the first five, mini-clip's data)"},
                                    "split": {"choices": ("train", "all"), "help": "train: held-out emoji stay unseen"},
-                                   "init": {"help": "start from this run folder's latest weights"},
+                                   "init": {"help": "start from this run folder's latest weights (its moving "
+                                            "average, if it was trained with --ema)"},
                                    "lr": {"type": float, "help": "peak learning rate"},
                                    "warmup": {"type": int, "help": "warm-up steps"},
                                    "weight_decay": {"type": float, "help": "AdamW weight decay on weight matrices "
