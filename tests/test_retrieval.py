@@ -86,9 +86,10 @@ def test_model_mismatch_says_how_to_rebuild(collection, tmp_path, bundled_clip, 
 
     _build(collection, tmp_path / "idx", bundled_clip)
     tiny = ClipModel.load(f"local-dir:{tiny_clip_folder}", "cpu")
-    with pytest.raises(IndexProblem, match=r"built with mini-clip-2 \(128-d\).*rebuild with .*--model"):
+    name = bundled_clip.spec.spec
+    with pytest.raises(IndexProblem, match=rf"built with {name} \(128-d\).*rebuild with .*--model"):
         _build(collection, tmp_path / "idx", tiny)
-    with pytest.raises(IndexProblem, match="--clip-model mini-clip-2"):
+    with pytest.raises(IndexProblem, match=f"--clip-model {name}"):
         ImageIndex(tmp_path / "idx", readonly=True).check_model(tiny.spec.spec, tiny.embed_dim)
 
 
