@@ -188,3 +188,15 @@ def test_shape_levers_reach_the_model_and_survive_a_resume():
     assert (cfg.model.embed_dim, cfg.model.vision_width, cfg.model.text_layers) == (48, 24, 2)
     again = TrainConfig(**asdict(cfg))  # what a checkpoint's config rebuilds
     assert again.model == cfg.model and TrainConfig().model.embed_dim == 128
+
+
+def test_export_only_of_a_missing_run_is_one_line_and_exit_2(tmp_path, capsys):
+    from demo_core.training.train_clip import TrainConfig, export_checkpoint, train
+    from demo_core.training.loop import training_cli
+
+    rc = training_cli(["--run", str(tmp_path / "nowhere"), "--export", str(tmp_path / "out"), "--export-only"],
+                      prog="train_clip", doc="x", run_default="data/runs/x", export_help="x", config_cls=TrainConfig,
+                      train=train, export_checkpoint=export_checkpoint)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: no checkpoint to export") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -189,7 +189,8 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
     logging.getLogger("demo_core").setLevel(logging.INFO)  # ours: resumed from, exported to
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
-    ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it")
+    ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it (with "
+                    "--export-only, a checkpoint file such as a snapshot also works where the script allows it)")
     ap.add_argument("--export", default=None, help=export_help)
     ap.add_argument("--steps", type=int, default=config_cls.steps)
     ap.add_argument("--batch-size", type=int, default=config_cls.batch_size)
@@ -206,7 +207,11 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
         if not args.export:
             ap.error("--export-only needs --export DIR")
         extra = {name: getattr(args, "export_" + name) for name in (export_options or {})}
-        print(json.dumps(export_checkpoint(args.run, args.export, **extra)))
+        try:
+            print(json.dumps(export_checkpoint(args.run, args.export, **extra)))
+        except FileNotFoundError as e:
+            print(f"error: no checkpoint to export: {e}", file=sys.stderr)
+            return 2
         logger.info("exported %s to %s", args.run, args.export)
         return 0
     cfg = config_cls(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
