@@ -28,6 +28,7 @@ from ..clip.contrastive import contrastive_step, cross_view_step
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model, normalize
 from .emoji_data import EmojiData, augment_batch, sample_caption
 from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
+from .loop import ema_update as ema_update_weights
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
 
 
@@ -160,16 +161,13 @@ def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
-    """ema <- d*ema + (1 - d)*model over every float tensor of the state (weights and the image tower's
-    BatchNorm statistics), with d = min(decay, (1 + step) / (10 + step)): early on the average follows the
-    model, so the random initial weights are forgotten within a few hundred steps (timm's and TF's rule)."""
+    """``loop.ema_update`` at d = min(decay, (1 + step) / (10 + step)), then the same average of the image tower's
+    BatchNorm statistics (its step counter copied): early on the average follows the model, so the random initial
+    weights are forgotten within a few hundred steps (timm's and TF's rule)."""
     d = min(decay, (1 + step) / (10 + step))
-    model_state = model.state_dict()
-    for name, value in ema.state_dict().items():
-        if value.is_floating_point():
-            value.lerp_(model_state[name], 1 - d)
-        else:
-            value.copy_(model_state[name])
+    ema_update_weights(ema, model, d)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.lerp_(bm, 1 - d) if be.is_floating_point() else be.copy_(bm)
 
 
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
