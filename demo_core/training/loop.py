@@ -50,8 +50,10 @@ def save_checkpoint(path: Path, step: int, cfg, log: list, **state) -> None:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict:
-    """The run's latest checkpoint: state dicts by name, plus step, config and log."""
-    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    """The run's latest checkpoint (or, given a file, that checkpoint: a snapshot ``step{N}.pt``): state dicts by
+    name, plus step, config and log."""
+    path = Path(run_dir)
+    return torch.load(path if path.is_file() else path / "checkpoint.pt", map_location="cpu", weights_only=False)
 
 
 def train_loop(run_dir: str | Path, cfg, opt: torch.optim.Optimizer, step_fn: Callable[[int], dict], *,
@@ -190,7 +192,7 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
     ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="data/emoji", help="dataset folder from demo_core.training.emoji_data")
     ap.add_argument("--run", default=run_default, help="checkpoint folder; a re-run resumes from it (with "
-                    "--export-only, a checkpoint file such as a snapshot also works where the script allows it)")
+                    "--export-only, a checkpoint file such as a snapshot step{N}.pt also works)")
     ap.add_argument("--export", default=None, help=export_help)
     ap.add_argument("--steps", type=int, default=config_cls.steps)
     ap.add_argument("--batch-size", type=int, default=config_cls.batch_size)

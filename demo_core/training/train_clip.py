@@ -232,9 +232,7 @@ def export_checkpoint(run_dir: str, export: str, weights: str = "ema") -> dict:
     """Export the run's latest checkpoint (e.g. of an unfinished run) as an open_clip folder. `run_dir` may also
     be one checkpoint file (a snapshot ``step{N}.pt``). A run with ``--ema`` exports its moving average unless
     `weights` is "raw" (to score the lever against the raw weights of the same run)."""
-    path = Path(run_dir)
-    state = (torch.load(path, map_location="cpu", weights_only=False) if path.is_file()
-             else load_checkpoint(run_dir))
+    state = load_checkpoint(run_dir)
     saved = state["config"]["model"]
     mcfg = MiniClipConfig(**{**saved, "vision_layers": tuple(saved["vision_layers"])})
     model = build_model(mcfg)
