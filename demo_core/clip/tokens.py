@@ -9,6 +9,7 @@ view can say which word looked where.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -54,7 +55,11 @@ def encode_tokens(clip, texts: Sequence[str]) -> TokenFeatures:
     """Captions -> pooled unit embeddings and last-layer token features of `clip` (a ``ClipModel``), on CPU."""
     ids = clip.tokenizer(list(texts)).to(clip.device.device)  # (N, L)
     seen: list[torch.Tensor] = []
-    hook = _final_norm(clip.model).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    # The model is shared: another thread (a search, the prior's batch) may run the same text tower meanwhile, and a
+    # hook sees every call. Forward hooks run in the caller's thread, so keep only this thread's output.
+    me = threading.get_ident()
+    hook = _final_norm(clip.model).register_forward_hook(
+        lambda _m, _i, out: seen.append(out) if threading.get_ident() == me else None)
     try:
         pooled = torch.nn.functional.normalize(clip.model.encode_text(ids).float(), dim=-1).cpu()
     finally:
