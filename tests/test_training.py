@@ -200,3 +200,50 @@ def test_export_only_of_a_missing_run_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: no checkpoint to export") and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_cached_tokenizer_gives_the_bpe_tokens_in_order():
+    """Training keeps each caption's tokens (BPE on the CPU would set a GPU step's pace); the tokens are the same."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from demo_core.training.train_clip import CachedTokenizer
+
+    bpe = SimpleTokenizer(context_length=16)
+    cached = CachedTokenizer(bpe)
+    first = ["a cat", "an emoji of a dog", "a cat", "grinning face with big eyes"]
+    second = ["grinning face with big eyes", "a red car", "a cat"]
+    assert torch.equal(cached(first), bpe(first))
+    assert torch.equal(cached(second), bpe(second))
+    assert len(cached.cache) == 4
+
+
+def test_a_device_this_machine_lacks_is_one_line_and_exit_2(toy_data, tmp_path, capsys, monkeypatch):
+    from demo_core.training.loop import training_cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc = training_cli(["--data", str(toy_data), "--run", str(tmp_path / "run"), "--steps", "2", "--device", "cuda"],
+                      prog="train_clip", doc="x", run_default="data/runs/x", export_help="x", config_cls=TrainConfig,
+                      train=train, export_checkpoint=export_checkpoint, options={"device": {}})
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: Device 'cuda' was asked for, but no CUDA GPU") and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_batches_on_a_gpu_are_the_cpu_batches(toy_data):
+    """The random draws stay on the CPU generator, so a run on a GPU trains on the batches a CPU run would."""
+    import dataclasses
+
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from demo_core.training.train_clip import make_batch, training_data
+
+    cfg = dataclasses.replace(_cfg(2), cross_style=1.0)
+    data = training_data(str(toy_data), cfg)
+    tok = SimpleTokenizer(context_length=16)
+    cpu = make_batch(data, tok, 3, cfg)
+    data.glyphs = data.glyphs.cuda()
+    gpu = make_batch(data, tok, 3, cfg)
+    assert gpu[0].is_cuda and torch.equal(cpu[1], gpu[1])
+    for a, b in zip(cpu[::2], gpu[::2]):
+        assert torch.allclose(a, b.cpu(), atol=1e-4)

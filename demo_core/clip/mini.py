@@ -57,6 +57,6 @@ def build_model(cfg: MiniClipConfig):
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> the input CLIP was trained on (OpenAI's mean and std)."""
-    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(OPENAI_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_STD, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std

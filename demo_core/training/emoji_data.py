@@ -204,8 +204,11 @@ def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generato
     ``strong`` (the "strong" augmentation lever of ``train_clip --augment``) adds, after the draws
     above: a light background behind dark glyphs (line art such as Fluent high-contrast vanishes on
     a dark one), brightness and saturation jitter of the drawing, and a blur by resampling through
-    half the resolution for a third of the batch."""
-    b = glyphs.shape[0]
+    half the resolution for a third of the batch.
+
+    The random draws come from `generator` (a CPU one) whatever the glyphs' device, so a batch is the same
+    on a GPU as on the CPU; the compositing runs where the glyphs are."""
+    b, dev = glyphs.shape[0], glyphs.device
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=generator)  # noqa: E731
     scale = u(*scale_range)  # glyph size as a fraction of the frame
     angle = u(-max_angle, max_angle) * math.pi / 180
@@ -216,20 +219,20 @@ def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generato
     theta = torch.stack(
         [torch.stack([cos, -sin, -(cos * tx - sin * ty)], 1),
          torch.stack([sin, cos, -(sin * tx + cos * ty)], 1)], 1
-    )  # (B, 2, 3)
+    ).to(dev)  # (B, 2, 3)
     grid = F.affine_grid(theta, (b, 4, out_size, out_size), align_corners=False)
     premult = torch.cat([glyphs[:, :3] * glyphs[:, 3:4], glyphs[:, 3:4]], 1)
     fg = F.grid_sample(premult, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     rgb, alpha = fg[:, :3], fg[:, 3:4]
     # Background: a solid colour or a vertical/horizontal two-colour gradient, sometimes white.
-    c1 = torch.rand(b, 3, 1, 1, generator=generator)
-    c2 = torch.rand(b, 3, 1, 1, generator=generator)
-    white = torch.rand(b, 1, 1, 1, generator=generator) < 0.25
+    c1 = torch.rand(b, 3, 1, 1, generator=generator).to(dev)
+    c2 = torch.rand(b, 3, 1, 1, generator=generator).to(dev)
+    white = (torch.rand(b, 1, 1, 1, generator=generator) < 0.25).to(dev)
     c1 = torch.where(white, torch.ones_like(c1), c1)
-    ramp = torch.linspace(0, 1, out_size).view(1, 1, out_size, 1)
-    vertical = torch.rand(b, 1, 1, 1, generator=generator) < 0.5
+    ramp = torch.linspace(0, 1, out_size, device=dev).view(1, 1, out_size, 1)
+    vertical = (torch.rand(b, 1, 1, 1, generator=generator) < 0.5).to(dev)
     ramp = torch.where(vertical, ramp, ramp.transpose(2, 3))
-    gradient = torch.rand(b, 1, 1, 1, generator=generator) < 0.4
+    gradient = (torch.rand(b, 1, 1, 1, generator=generator) < 0.4).to(dev)
     bg = torch.where(gradient, c1 * (1 - ramp) + c2 * ramp, c1.expand(-1, -1, out_size, out_size))
     if background == "white":  # the random draws above still happen, so streams stay aligned
         bg = torch.ones_like(bg)
@@ -237,7 +240,7 @@ def augment_batch(glyphs: torch.Tensor, out_size: int, generator: torch.Generato
         rgb, bg = _strong(rgb, alpha, bg, generator)
     out = (rgb + (1 - alpha) * bg).clamp(0, 1)  # `rgb` is premultiplied by alpha
     if strong:
-        blur = torch.rand(b, 1, 1, 1, generator=generator) < 1 / 3
+        blur = (torch.rand(b, 1, 1, 1, generator=generator) < 1 / 3).to(dev)
         half = F.interpolate(out, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
         out = torch.where(blur, F.interpolate(half, size=out.shape[-2:], mode="bilinear", align_corners=False), out)
     return out
@@ -250,8 +253,8 @@ def _strong(rgb: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor, generator:
     ink = alpha.sum((1, 2, 3)).clamp(min=1e-6)
     dark = (lum(rgb).sum((1, 2, 3)) / ink < 0.25).view(b, 1, 1, 1)
     bg = torch.where(dark, 0.6 + 0.4 * bg, bg)
-    bright = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=generator)
-    sat = 0.7 + 0.6 * torch.rand(b, 1, 1, 1, generator=generator)
+    bright = (0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=generator)).to(rgb.device)
+    sat = (0.7 + 0.6 * torch.rand(b, 1, 1, 1, generator=generator)).to(rgb.device)
     gray = lum(rgb)
     rgb = ((gray + sat * (rgb - gray)) * bright).clamp(min=0)
     return torch.minimum(rgb, alpha), bg  # premultiplied colour never exceeds its alpha

@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -220,7 +222,7 @@ def training_cli(argv, *, prog: str, doc: str, run_default: str, export_help: st
                      **{field: getattr(args, field) for field in (options or {})})
     try:
         result = train(args.data, args.run, cfg, export=args.export, threads=args.threads)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UserError) as e:  # no dataset; a device this machine lacks
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result))

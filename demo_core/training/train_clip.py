@@ -26,6 +26,7 @@ import torch
 
 from ..clip.contrastive import contrastive_step, cross_view_step
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model, normalize
+from ..device import pick_device
 from .emoji_data import EmojiData, augment_batch, sample_caption
 from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
 from .loop import ema_update as ema_update_weights
@@ -53,6 +54,7 @@ class TrainConfig:
     icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
     cross_style: float = 0.0  # weight of the SLIP-style image–image term between two styles of each emoji; 0: off
     ema: float = 0.0  # decay of a moving average of the weights, which is what exports; 0: off (the raw weights)
+    device: str = "auto"  # auto: CUDA, else MPS, else the CPU (``device.pick_device``); the batches are the same on any
     # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
     embed_dim: int = 0
     vision_width: int = 0
@@ -78,6 +80,20 @@ def style_names(choice: str) -> tuple[str, ...]:
     if choice.startswith("seen"):
         return tuple(s for s in pool if s != HELD_OUT_STYLE)
     return pool if choice.startswith("all") else ("noto",)
+
+
+class CachedTokenizer:
+    """The tokenizer with each caption's tokens kept: captions repeat across steps (names, aliases and keyword lists
+    under a few templates), and BPE on the CPU would otherwise set the pace of a step on a GPU. Same output."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.cache = tokenizer, {}
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            self.cache.update(zip(new, self.tokenizer(new)))
+        return torch.stack([self.cache[t] for t in texts])
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -195,14 +211,19 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     from open_clip.tokenizer import SimpleTokenizer
 
     seed_run(cfg.seed, threads)
+    device = pick_device(None if cfg.device == "auto" else cfg.device).device  # the app's rule: CUDA, MPS, CPU
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     data = training_data(data_dir, cfg)
     drawings = drawings_by_emoji(data)
     icons = icon_count(data)
-    tokenizer = SimpleTokenizer(context_length=cfg.model.context_length)
+    data.glyphs = data.glyphs.to(device)  # the batches are composited where the model is
+    tokenizer = CachedTokenizer(SimpleTokenizer(context_length=cfg.model.context_length))
     model = build_model(cfg.model)
     if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
         start = load_checkpoint(cfg.init)
         model.load_state_dict(start.get("ema", start["model"]))  # what that run exports, which is what was scored
+    model.to(device)
     opt = make_optimizer(model, cfg)
     state = {"model": model, "opt": opt}
     if cfg.ema:
@@ -210,11 +231,12 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
 
     def step_fn(step: int) -> dict:
         images, tokens, *views = make_batch(data, tokenizer, step, cfg, drawings, icons)
+        tokens = tokens.to(device)
         res = (cross_view_step(model, opt, images, views[0], tokens, cfg.cross_style) if views
                else contrastive_step(model, opt, images, tokens))
         if cfg.ema:
             ema_update(state["ema"], model, cfg.ema, step)
-        acc = (res.logits.argmax(1) == torch.arange(len(images))).float().mean().item()
+        acc = (res.logits.argmax(1) == torch.arange(len(images), device=device)).float().mean().item()
         return {"loss": round(res.loss.item(), 4), "batch_acc_i2t": round(acc, 4),
                 "logit_scale": round(model.logit_scale.exp().item(), 2)}
 
@@ -222,10 +244,11 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     step, log = train_loop(run_dir, cfg, opt, step_fn, state=state, log_every=10, stop_at=stop_at)
     result = {**summary(step, log), "train_emoji": len(drawings[0]) - icons, "train_icons": icons,
               "train_drawings": len(data) - icons,
-              "styles": list(style_names(cfg.styles)), "split": cfg.split, "init": cfg.init or None}
+              "styles": list(style_names(cfg.styles)), "split": cfg.split, "init": cfg.init or None,
+              "device": device.type}
     if cfg.ema:
         result["weights"] = "ema"
-    return _export(state.get("ema", model), cfg.model, export, result) if export else result
+    return _export(state.get("ema", model).cpu(), cfg.model, export, result) if export else result
 
 
 def export_checkpoint(run_dir: str, export: str, weights: str = "ema") -> dict:
@@ -276,6 +299,8 @@ if __name__ == "__main__":
                                                    "loss between two art styles of each emoji; default 0 (off)"},
                                    "ema": {"type": float, "help": "decay of a moving average of the weights, "
                                            "which is then what exports (e.g. 0.999); default 0 (off)"},
+                                   "device": {"help": "auto (CUDA, else MPS, else the CPU), cuda, mps or cpu; "
+                                              "the batches are the same on any"},
                                    "snapshot_every": {"type": int, "help": "also keep step{N}.pt every this many "
                                                       "steps, to score the run along its schedule; default 0"},
                                    "icon_share": {"type": float, "help": "share of each batch from named icons "
