@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,9 +24,10 @@ from pathlib import Path
 import torch
 
 from ..clip.contrastive import contrastive_step, cross_view_step
-from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model, normalize
+from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model
 from ..device import pick_device
-from .emoji_data import EmojiData, augment_batch, sample_caption
+from .clip_batches import CachedTokenizer, drawings_by_emoji, icon_count, make_batch, other_drawings  # noqa: F401
+from .emoji_data import EmojiData
 from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
 from .loop import ema_update as ema_update_weights
 from .loop import load_checkpoint, seed_run, summary, train_loop, training_cli
@@ -82,20 +82,6 @@ def style_names(choice: str) -> tuple[str, ...]:
     return pool if choice.startswith("all") else ("noto",)
 
 
-class CachedTokenizer:
-    """The tokenizer with each caption's tokens kept: captions repeat across steps (names, aliases and keyword lists
-    under a few templates), and BPE on the CPU would otherwise set the pace of a step on a GPU. Same output."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.cache = tokenizer, {}
-
-    def __call__(self, texts: list[str]) -> torch.Tensor:
-        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        if new:
-            self.cache.update(zip(new, self.tokenizer(new)))
-        return torch.stack([self.cache[t] for t in texts])
-
-
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -121,58 +107,6 @@ def training_data(data_dir: str, cfg: TrainConfig) -> EmojiData:
     first = int(data.emoji_ids.max()) + 1 if len(data) else 0
     return EmojiData(torch.cat([data.glyphs, icons]), data.records + records,
                      torch.cat([data.emoji_ids, first + torch.arange(len(records))]))
-
-
-def icon_count(data: EmojiData) -> int:
-    """How many of the rows are icons (they come last)."""
-    return sum(1 for r in data.records if r.get("style", "").startswith("icons:"))
-
-
-def drawings_by_emoji(data: EmojiData) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E, K) rows of each emoji's drawings (padded with its first) and (E,) how many it has."""
-    groups: dict[int, list[int]] = {}
-    for row, e in enumerate(data.emoji_ids.tolist()):
-        groups.setdefault(e, []).append(row)
-    rows = list(groups.values())
-    k = max(map(len, rows))
-    return torch.tensor([r + [r[0]] * (k - len(r)) for r in rows]), torch.tensor([len(r) for r in rows])
-
-
-def other_drawings(rows: torch.Tensor, counts: torch.Tensor, chosen: torch.Tensor, pick: torch.Tensor,
-                   g: torch.Generator) -> torch.Tensor:
-    """For each chosen emoji, another of its drawings (another art style) at random where it has more than
-    one, else its one drawing: the rows of the cross-style lever's second view."""
-    n = counts[chosen]
-    other = (pick + 1 + (torch.rand(len(chosen), generator=g) * (n - 1)).long()) % n
-    return rows[chosen, other]
-
-
-def make_batch(data: EmojiData, tokenizer, step: int, cfg: TrainConfig, drawings=None, icons: int = 0):
-    """Batch `step` of the run: B distinct emoji, each in one of its art styles at random (so no two
-    rows of the B x B matrix are the same emoji), augmented renders and random captions. With `icons`
-    (the last `icons` groups are icons) and ``cfg.icon_share``, that share of the batch is icons."""
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    rows, counts = drawings if drawings is not None else drawings_by_emoji(data)
-    if icons and cfg.icon_share:
-        n_icons = min(icons, round(cfg.batch_size * cfg.icon_share))
-        emoji = len(rows) - icons
-        chosen = torch.cat([torch.randperm(emoji, generator=g)[: cfg.batch_size - n_icons],
-                            emoji + torch.randperm(icons, generator=g)[:n_icons]])
-    else:
-        chosen = torch.randperm(len(rows), generator=g)[: cfg.batch_size]
-    pick = (torch.rand(len(chosen), generator=g) * counts[chosen]).long()
-    idx = rows[chosen, pick]
-    images = augment_batch(data.glyphs[idx], cfg.model.image_size, g,
-                           strong=cfg.augment == "strong")  # (B, 3, S, S) in [0, 1]
-    rng = random.Random(cfg.seed * 1_000_003 + step)
-    single = 1 / 3 if cfg.captions == "keywords" else 0.0
-    captions = [sample_caption(data.records[i], rng, single) for i in idx.tolist()]
-    if not cfg.cross_style:
-        return normalize(images), tokenizer(captions)
-    # The second view is drawn after every draw above, so the first view's stream is the same with the lever on or off.
-    views = augment_batch(data.glyphs[other_drawings(rows, counts, chosen, pick, g)], cfg.model.image_size, g,
-                          strong=cfg.augment == "strong")
-    return normalize(images), tokenizer(captions), normalize(views)
 
 
 @torch.no_grad()
