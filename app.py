@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                                              "diffusion models work, on your own images.")
     ap.add_argument("--clip-model", default=None,
                     help="CLIP spec: ViT-B-32/openai (default), hf-hub:ORG/NAME, a local open_clip folder, "
-                         "or mini-clip-2 (bundled; also mini-clip, mini-clip-v1). Env: DEMO_CLIP_MODEL.")
+                         "or mini-clip-3 (bundled; also mini-clip-2, mini-clip, mini-clip-v1). Env: DEMO_CLIP_MODEL.")
     ap.add_argument("--device", default=None,
                     help="cuda (or gpu), mps or cpu (default: best available). Env: DEMO_DEVICE.")
     ap.add_argument("--index", action="append", default=None, metavar="FOLDER",

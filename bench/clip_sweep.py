@@ -39,16 +39,21 @@ RECIPES = {  # name: (steps wanted, flags beyond BASE); in priority order
     "w16-b512": (4000, ["--batch-size", "512"]),
     "w32": (4000, ["--vision-width", "32"]),  # its model file (~18 MB) is over what a file may be here (10 MB)
     "w32-8k": (8000, ["--vision-width", "32"]),
+    "w32-6k": (6000, ["--vision-width", "32"]),  # with w32 alone, both fit one ~9-minute call (0.063 s a step alone)
+    # The token embedding started from GloVe and kept fixed (demo_core.training.word_vectors; data/word_vectors).
+    "w16-glove": (4000, ["--token-init", "data/word_vectors"]),
+    "w32-glove": (4000, ["--vision-width", "32", "--token-init", "data/word_vectors"]),
+    "w32-glove-3k": (3000, ["--vision-width", "32", "--token-init", "data/word_vectors"]),
 }
 PART = 15 * 2**20  # a file coming back from the lent machine is at most 16 MiB: bigger tars are split
 SHIP = ["--styles", "all5", "--split", "all", "--cross-style", "2.0", "--steps", "600", "--lr", "5e-4", "--warmup", "30"]
-SHAPE_FLAGS = ("--vision-width", "--embed-dim", "--text-layers")
+SHAPE_FLAGS = ("--vision-width", "--embed-dim", "--text-layers", "--token-init")  # what the ship fine-tune keeps
 EVAL_STYLES = "noto,twemoji,fluent-flat,fluent-modern,fluent-high-contrast"
 TRAIN = [sys.executable, "-m", "demo_core.training.train_clip"]
 
 
 def shape_of(flags: list[str]) -> list[str]:
-    """The model-shape flags of a recipe (its ship fine-tune must build the same model)."""
+    """The model-shape flags of a recipe and its fixed word vectors (its ship fine-tune must build the same model)."""
     out = []
     for i, f in enumerate(flags):
         if f in SHAPE_FLAGS:
@@ -101,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-s", type=float, default=330, help="seconds of training for the longest recipe")
     ap.add_argument("--deadline-s", type=float, default=540, help="from the start: everything left is stopped")
+    ap.add_argument("--score-margin-s", type=float, default=120,
+                    help="training still running this long before the deadline is stopped and scored")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of each process")
     ap.add_argument("--only", default=None, help="comma-separated recipe names (default: all)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every step count (a dry run on the CPU)")
@@ -129,7 +136,7 @@ def main(argv=None) -> int:
                                   "--threads", str(args.threads), "--export", str(work / "eval" / name)]
                          + BASE + recipes[name][1], work / "logs" / f"{name}.log", args.threads)
             for name, steps in plan.items()}
-    train_deadline = t0 + args.deadline_s - 120  # room left to score what stopped
+    train_deadline = t0 + args.deadline_s - args.score_margin_s  # room left to score what stopped
     started = {name: time.time() for name in runs}
     done: dict[str, dict] = {}
     evals: dict[str, subprocess.Popen] = {}

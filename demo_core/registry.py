@@ -4,7 +4,8 @@ A CLIP model is named by a *spec*:
 - an open_clip name with a pretrained tag: ``ViT-B-32/openai`` (the default);
 - a hub repository in open_clip's format: ``hf-hub:timm/ViT-B-16-SigLIP``;
 - a local folder in that same format: ``local-dir:/path/to/folder`` or just an existing path;
-- a bundled model's name: ``mini-clip-2`` (= ``local-dir:assets/models/mini-clip-2``), ``mini-clip``, ``mini-clip-v1``.
+- a bundled model's name: ``mini-clip-3`` (= ``local-dir:assets/models/mini-clip-3``), ``mini-clip-2``, ``mini-clip``,
+  ``mini-clip-v1``.
 
 Bundled models are plain local folders loaded through the same open_clip code path as hub
 folders. ``resolve_clip_spec`` decides, without ever hanging on a missing network, whether the
@@ -27,12 +28,12 @@ from .errors import ModelUnavailable
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
-# mini-clip-2: the app's CLIP offline (zero-shot, search, How CLIP learns). mini-clip and mini-clip-v1: the
-# CLIPs the bundled diffusion models were conditioned on; each keeps loading its own (their configs name it)
-# until it is retrained on the app's.
-BUNDLED_MODELS = {name: ASSETS / "models" / name for name in ("mini-clip-2", "mini-clip", "mini-clip-v1")}
+# mini-clip-3: the app's CLIP offline (zero-shot, search, How CLIP learns). mini-clip-2: the one before it. mini-clip
+# and mini-clip-v1: the CLIPs the bundled diffusion models were conditioned on; each keeps loading its own (their
+# configs name it) until it is retrained on the app's.
+BUNDLED_MODELS = {name: ASSETS / "models" / name for name in ("mini-clip-3", "mini-clip-2", "mini-clip", "mini-clip-v1")}
 DEFAULT_CLIP = "ViT-B-32/openai"
-BUNDLED_CLIP = "mini-clip-2"
+BUNDLED_CLIP = "mini-clip-3"
 HUB_TIMEOUT_S = float(os.environ.get("DEMO_HUB_TIMEOUT", 3.0))
 
 Kind = Literal["pretrained", "hf-hub", "local"]
@@ -65,7 +66,7 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     """Parse a spec string. Raises ModelUnavailable with advice on a spec that names nothing."""
     s = spec.strip()
     if not s:
-        raise ModelUnavailable("Empty model spec; use e.g. ViT-B-32/openai, hf-hub:ORG/NAME or mini-clip-2.")
+        raise ModelUnavailable("Empty model spec; use e.g. ViT-B-32/openai, hf-hub:ORG/NAME or mini-clip-3.")
     if s in BUNDLED_MODELS:
         return ClipSpec(s, "local", f"local-dir:{BUNDLED_MODELS[s]}")
     if s.startswith("hf-hub:"):
@@ -83,7 +84,7 @@ def parse_clip_spec(spec: str) -> ClipSpec:
     if name not in open_clip.list_models():
         raise ModelUnavailable(
             f"Unknown model '{name}'. Use an open_clip name such as ViT-B-32/openai, "
-            "hf-hub:ORG/NAME, a local folder, or mini-clip-2 (bundled)."
+            "hf-hub:ORG/NAME, a local folder, or mini-clip-3 (bundled)."
         )
     tags = [t for n, t in open_clip.list_pretrained() if n == name]
     tag = tag or (tags[0] if tags else "")
@@ -191,7 +192,7 @@ def resolve_clip_spec(requested: str | None = None, *, probe_timeout: float = HU
     """Choose the CLIP model to load.
 
     `requested` (else $DEMO_CLIP_MODEL, else ViT-B-32/openai) is used when it is local, cached,
-    or the hub answers within `probe_timeout` s; otherwise the bundled mini-clip-2 (BUNDLED_CLIP), with the reason.
+    or the hub answers within `probe_timeout` s; otherwise the bundled mini-clip-3 (BUNDLED_CLIP), with the reason.
     Raises ModelUnavailable for a spec that names nothing (a typo should not silently fall back).
     """
     asked = requested or os.environ.get("DEMO_CLIP_MODEL") or None

@@ -39,7 +39,7 @@ def test_every_tab_fits_a_phone_screen(browser, app_url, tmp_path):
 
 def test_status_line_names_the_model(page):
     status = page.locator("#status-line").inner_text()
-    assert "mini-clip-2" in status and "device" in status  # the app's CLIP offline
+    assert "mini-clip-3" in status and "device" in status  # the app's CLIP offline
 
 def test_zero_shot_tab_labels_the_cat_example(page, tmp_path):
     page.get_by_role("tab", name="Zero-shot labels").click()

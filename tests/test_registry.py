@@ -24,7 +24,7 @@ def test_offline_default_falls_back_to_bundled_and_says_why(monkeypatch):
     t0 = time.time()
     res = resolve_clip_spec()
     assert time.time() - t0 < 5
-    assert res.fallback and res.spec.spec == registry.BUNDLED_CLIP == "mini-clip-2"
+    assert res.fallback and res.spec.spec == registry.BUNDLED_CLIP == "mini-clip-3"
     assert "HF_HUB_OFFLINE" in res.reason and "ViT-B-32/openai" in res.reason
 
 

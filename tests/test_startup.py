@@ -128,7 +128,7 @@ def test_a_slow_diffusion_model_load_does_not_hold_up_another_model(monkeypatch)
 
 
 def test_the_diffusion_models_share_one_copy_of_the_clip_they_were_trained_on():
-    """The app's CLIP (mini-clip-2) is not the one the bundled diffusion models read (mini-clip): that one is
+    """The app's CLIP (mini-clip-3) is not the one the bundled diffusion models read (mini-clip): that one is
     loaded once for all of them, not once per model."""
     from demo_core.engine import Engine
     from demo_core.registry import BUNDLED_CLIP

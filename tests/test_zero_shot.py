@@ -31,7 +31,8 @@ def test_the_apps_zero_shot_examples_get_the_right_label(bundled_clip, fname, la
     assert max(zip(res.probs, res.labels))[1] == label
 
 
-@pytest.mark.parametrize("name,figures", [("mini-clip-2", "eval_mini_clip_2.json"), ("mini-clip", "eval_mini_clip.json")])
+@pytest.mark.parametrize("name,figures", [("mini-clip-3", "eval_mini_clip_3.json"), ("mini-clip-2", "eval_mini_clip_2.json"),
+                                          ("mini-clip", "eval_mini_clip.json")])
 def test_the_model_cards_sample_figures_are_reproduced_by_the_evaluation_command(name, figures):
     """bench/eval_mini_clip*.json record each bundled model on tests/data/emoji-sample (its card quotes them);
     the same command gives the same figures here."""

@@ -26,6 +26,7 @@ from ..device import DeviceChoice, pick_device
 from ..errors import InputError, ModelUnavailable
 from ..inputs import check_text
 from ..registry import ClipSpec, Resolution, clip_source, parse_clip_spec
+from .weights import open_clip_folder
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +166,13 @@ class ClipModel:
         source = clip_source(spec)  # a cached hub model is loaded from its cached files: no request
         t0 = time.perf_counter()
         try:
+            model_name = source.model_name
+            if model_name.startswith("local-dir:"):  # weights in files under 10 MB are joined once, for open_clip
+                model_name = f"local-dir:{open_clip_folder(Path(model_name.removeprefix('local-dir:')))}"
             model, _, preprocess = open_clip.create_model_and_transforms(
-                source.model_name, pretrained=source.pretrained, device=dev.device, precision=_precision(dev),
+                model_name, pretrained=source.pretrained, device=dev.device, precision=_precision(dev),
                 **source.kwargs)
-            tokenizer = open_clip.get_tokenizer(source.model_name)
+            tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as e:  # noqa: BLE001 - a damaged folder or download fails in many ways; the cause is chained
             # A bad model folder is the user's to fix: one plain message. The traceback stays on the
             # exception (the app's loader logs it) and in the debug log.

@@ -1,7 +1,7 @@
 """The bundled search gallery: emoji renders plus public-domain photos that scikit-image ships.
 
     python -m demo_core.training.gallery --data data/emoji --out assets/gallery/images
-    python index_builder assets/gallery/images --out assets/gallery/index --model mini-clip-2
+    python index_builder assets/gallery/images --out assets/gallery/index --model mini-clip-3
     python index_builder assets/gallery/images --out assets/gallery/index-mini-clip --model mini-clip
 
 Emoji: every held-out emoji of an evaluation concept, then a seeded sample of the other held-out

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from ..clip.contrastive import contrastive_step, cross_view_step
+from ..clip.weights import CONFIG, load_weights, save_weights
 from ..clip.mini import OPENAI_MEAN, OPENAI_STD, MiniClipConfig, build_model
 from ..device import pick_device
+from ..errors import UserError
 from .clip_batches import CachedTokenizer, drawings_by_emoji, icon_count, make_batch, other_drawings  # noqa: F401
 from .emoji_data import EmojiData
 from .emoji_styles import ALL_STYLES, HELD_OUT_STYLE
@@ -54,6 +56,7 @@ class TrainConfig:
     icon_share: float = 0.0  # the share of each batch drawn from named icons (``icon_data``); 0: emoji only
     cross_style: float = 0.0  # weight of the SLIP-style image–image term between two styles of each emoji; 0: off
     ema: float = 0.0  # decay of a moving average of the weights, which is what exports; 0: off (the raw weights)
+    token_init: str = ""  # word_vectors' token_init.npz (or its folder): GloVe rows for the token embedding, kept fixed
     device: str = "auto"  # auto: CUDA, else MPS, else the CPU (``device.pick_device``); the batches are the same on any
     # Shape levers (0: the MiniClipConfig default); they end up in `model`, which is what is saved.
     embed_dim: int = 0
@@ -85,8 +88,9 @@ def style_names(choice: str) -> tuple[str, ...]:
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        # Gains, biases, norms and the temperature are not decayed (open_clip's rule).
-        (no_decay if p.ndim < 2 or "bn" in name or "ln" in name or "logit_scale" in name else decay).append(p)
+        # Gains, biases, norms and the temperature are not decayed (open_clip's rule); nor are fixed word vectors.
+        fixed = cfg.token_init and name == "token_embedding.weight"
+        (no_decay if fixed or p.ndim < 2 or "bn" in name or "ln" in name or "logit_scale" in name else decay).append(p)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
@@ -109,6 +113,34 @@ def training_data(data_dir: str, cfg: TrainConfig) -> EmojiData:
                      torch.cat([data.emoji_ids, first + torch.arange(len(records))]))
 
 
+def initial_weights(init: str) -> dict:
+    """What ``--init`` starts from: a run folder's latest weights (its moving average, if any: what it exports,
+    which is what was scored), or an exported open_clip folder (e.g. an evaluation model trained elsewhere)."""
+    if (Path(init) / CONFIG).exists():
+        return {k: v.float() if v.is_floating_point() else v for k, v in load_weights(Path(init)).items()}
+    start = load_checkpoint(init)
+    return start.get("ema", start["model"])
+
+
+def fix_word_vectors(model, path: str) -> int:
+    """Set the token embedding's rows that are GloVe words (``word_vectors.token_init``) and keep them fixed: their
+    gradient is zeroed, and without decay AdamW leaves them as they are. The other rows train. Returns how many."""
+    from .word_vectors import load_token_init
+
+    if not Path(path).exists():
+        raise UserError(f"--token-init {path}: no such file (python -m demo_core.training.word_vectors writes it)")
+    rows, covered = load_token_init(path)
+    weight = model.token_embedding.weight
+    if rows.shape != tuple(weight.shape):
+        raise UserError(f"{path}: {rows.shape[1]}-wide rows for a {weight.shape[1]}-wide text tower")
+    keep = torch.from_numpy(covered).to(weight.device)
+    with torch.no_grad():
+        weight[keep] = torch.from_numpy(rows).to(weight)[keep]
+    train_rows = (~keep).to(weight.dtype).unsqueeze(1)
+    weight.register_hook(lambda grad: grad * train_rows)
+    return int(keep.sum())
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
     """``loop.ema_update`` at d = min(decay, (1 + step) / (10 + step)), then the same average of the image tower's
@@ -122,12 +154,10 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 def export_open_clip_folder(model, cfg: MiniClipConfig, out: Path, extra_meta: dict | None = None) -> Path:
     """Write the model as an open_clip hub-format folder (fp16 safetensors + config)."""
-    from safetensors.torch import save_file
-
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v.detach()
              for k, v in model.state_dict().items()}
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "open_clip_model.safetensors"))
+    save_weights(state, out)  # in files under 10 MB (clip.weights)
     config = {
         "model_cfg": cfg.open_clip_cfg(),
         "preprocess_cfg": {"mean": list(OPENAI_MEAN), "std": list(OPENAI_STD),
@@ -155,9 +185,10 @@ def train(data_dir: str, run_dir: str, cfg: TrainConfig, export: str | None = No
     tokenizer = CachedTokenizer(SimpleTokenizer(context_length=cfg.model.context_length))
     model = build_model(cfg.model)
     if cfg.init and not (Path(run_dir) / "checkpoint.pt").exists():
-        start = load_checkpoint(cfg.init)
-        model.load_state_dict(start.get("ema", start["model"]))  # what that run exports, which is what was scored
+        model.load_state_dict(initial_weights(cfg.init))
     model.to(device)
+    if cfg.token_init:
+        fix_word_vectors(model, cfg.token_init)
     opt = make_optimizer(model, cfg)
     state = {"model": model, "opt": opt}
     if cfg.ema:
@@ -219,7 +250,7 @@ if __name__ == "__main__":
                                               "seen5/all5: among the first five, mini-clip's data)"},
                                    "split": {"choices": ("train", "all"), "help": "train: held-out emoji stay unseen"},
                                    "init": {"help": "start from this run folder's latest weights (its moving "
-                                            "average, if it was trained with --ema)"},
+                                            "average, if it was trained with --ema), or an exported model folder"},
                                    "lr": {"type": float, "help": "peak learning rate"},
                                    "warmup": {"type": int, "help": "warm-up steps"},
                                    "weight_decay": {"type": float, "help": "AdamW weight decay on weight matrices "
@@ -237,5 +268,7 @@ if __name__ == "__main__":
                                               "the batches are the same on any"},
                                    "snapshot_every": {"type": int, "help": "also keep step{N}.pt every this many "
                                                       "steps, to score the run along its schedule; default 0"},
+                                   "token_init": {"help": "word_vectors' token_init.npz (or its folder): start the "
+                                                  "token embedding from GloVe and keep those rows fixed"},
                                    "icon_share": {"type": float, "help": "share of each batch from named icons "
                                                   "(python -m demo_core.training.icon_data); default 0"}}))
