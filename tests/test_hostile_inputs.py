@@ -138,8 +138,9 @@ def test_the_text_cache_is_bounded_by_bytes(bundled_clip):
     out = clip.encode_texts(texts)
     assert out.shape == (600, clip.embed_dim)
     assert 0 < clip.text_cache_bytes <= 200_000
-    assert torch.allclose(clip.encode_texts(["a cat"]), first)  # evicted, encoded again, the same
-    assert torch.allclose(clip.encode_texts(texts[:3]), out[:3])
+    # evicted, encoded again, the same (up to float rounding: a batch of 3 and one of 600 sum in other orders)
+    assert torch.allclose(clip.encode_texts(["a cat"]), first, atol=1e-6)
+    assert torch.allclose(clip.encode_texts(texts[:3]), out[:3], atol=1e-6)
 
 
 @pytest.mark.parametrize("template", ["a {} {x}", "a {} }", "a { {}", "{0}", "a {:>99999999}", "{!r}", "{}{}"])

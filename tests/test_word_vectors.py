@@ -147,3 +147,13 @@ def test_a_model_over_the_file_limit_is_saved_in_shards_and_loads_the_same(tiny_
     shards[-1].unlink()  # a damaged copy: one plain message, no traceback
     with pytest.raises(ModelUnavailable, match="could not be loaded"):
         ClipModel.load(f"local-dir:{sharded}", "cpu")
+
+
+def test_every_bundled_file_is_under_10_mb():
+    """Spaces stores a file over 10 MB with Git LFS; the bundled models split theirs (mini-clip-3: two files)."""
+    from tests.conftest import ROOT
+
+    big = [(str(f.relative_to(ROOT)), f.stat().st_size) for f in (ROOT / "assets").rglob("*")
+           if f.is_file() and f.stat().st_size > 10_000_000]
+    assert not big
+    assert len(list((ROOT / "assets" / "models" / "mini-clip-3").glob("open_clip_model-*.safetensors"))) == 2
