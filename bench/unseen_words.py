@@ -4,8 +4,8 @@
 
 A user types their own words, not the emoji's CLDR names. Each query here is a word for one of the gallery's
 everyday objects (``gallery_queries.EVERYDAY``) that appears in no caption of the training data (names, aliases
-and keywords in ``data/emoji/meta.json``), asked as "a photo of {word}". A query counts as found when a picture of its object (by file name, ``gallery_queries.shows``)
-is in the top 5. ``chance`` is what a random ranking finds on average, from the gallery's counts.
+and keywords in ``data/emoji/meta.json``), asked as "a photo of {word}". A query counts as found when a picture of
+its object (by file name, ``gallery_queries.shows``) is in the top 5. ``chance`` is what a random ranking finds on average, from the gallery's counts.
 """
 from __future__ import annotations
 

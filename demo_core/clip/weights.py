@@ -86,7 +86,8 @@ def open_clip_folder(folder: Path, cache: Path | None = None) -> Path:
     from safetensors.torch import save_file
 
     state = load_weights(folder)
-    tmp = Path(tempfile.mkdtemp(dir=cache.mkdir(parents=True, exist_ok=True) or cache, prefix=".joining-"))
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".joining-"))
     try:
         shutil.copy(folder / CONFIG, tmp / CONFIG)
         save_file(state, str(tmp / WEIGHTS))
@@ -97,6 +98,5 @@ def open_clip_folder(folder: Path, cache: Path | None = None) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("joined the %d-file weights of %s into %s", len(set(json.loads((folder / INDEX).read_text())
-                                                                    ["weight_map"].values())), folder, joined)
+    logger.info("joined the sharded weights of %s into %s", folder, joined)
     return joined
