@@ -49,12 +49,48 @@ def test_the_model_cards_sample_figures_are_reproduced_by_the_evaluation_command
     for regime in ("seen_styles", "unseen_style"):
         for key in ("zero_shot_top1_ensemble", "t2i_R@1", "t2i_R@5"):
             assert got[regime][key] == pytest.approx(recorded[regime][key], abs=0.011), (regime, key)
+            low, high = got[regime][key + "_ci95"]
+            assert low <= got[regime][key] <= high, (regime, key)
     # each style lists the emoji it missed, with what it called them: they account for every wrong answer
     for style, part in got["per_style"].items():
         missed = part["zero_shot_missed"]
         wrong = sum((1 - m["right"]) * 2 for m in missed)  # 2 renders each
         assert wrong == pytest.approx((1 - part["zero_shot_top1_ensemble"]) * part["zero_shot_images"], abs=0.05)
         assert all(m["called"] != m["concept"] for m in missed), style
+
+
+def test_the_figures_interval_resamples_whole_emoji_not_renders():
+    """A figure's 95% interval counts emoji, not images: four renders of each emoji give the interval of one
+    render each (an emoji's renders are not independent), ten times the emoji narrow it, and it holds the figure."""
+    import torch
+
+    from demo_core.training.eval_clip import bootstrap_ci
+
+    names = [f"emoji {i}" for i in range(56)]  # the size of the held-out zero-shot set in one style
+    right = torch.tensor([i % 10 < 7 for i in range(56)])  # 0.7 right
+    one = bootstrap_ci(names, right)
+    assert one[0] < 0.7 < one[1]
+    assert one[1] - one[0] > 0.15  # 56 emoji cannot tell 0.70 from 0.75
+    assert bootstrap_ci(names * 4, right.repeat(4)) == pytest.approx(one, abs=0.01)
+    wider_set = bootstrap_ci([f"emoji {i}" for i in range(560)], right.repeat(10))
+    assert wider_set[1] - wider_set[0] < 0.5 * (one[1] - one[0])
+
+
+def test_a_paired_comparison_sees_a_real_difference_and_no_difference_with_itself():
+    """bench/paired_eval.py scores models on the same images: a model against itself differs by exactly 0, and the
+    Noto-only first mini-CLIP falls below mini-clip-2 with an interval that stays below 0."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from paired_eval import compare, table
+
+    rows = compare(["mini-clip-2", "mini-clip-2", "mini-clip-v1"], str(ROOT / "tests" / "data" / "emoji-sample"),
+                   renders=2)
+    assert rows[1]["seen_styles_minus_first"] == 0 and rows[1]["seen_styles_minus_first_ci95"] == [0, 0]
+    assert rows[2]["seen_styles_minus_first"] < 0 and rows[2]["seen_styles_minus_first_ci95"][1] < 0
+    assert "| mini-clip-v1 |" in table(rows)
 
 
 def test_probabilities_are_a_softmax_of_scaled_cosines(bundled_clip):

@@ -15,6 +15,9 @@ The headline figures pool the images of a regime. Per style, it reports:
 - text->image retrieval R@1 / R@5 over all held-out emoji: the query is the emoji's name, the
   candidates are one render of every held-out emoji.
 Images are fixed, seeded augmented renders (``emoji_data.render_fixed``), ``--renders`` per emoji.
+Each pooled figure comes with ``..._ci95``: a 95% percentile bootstrap interval that resamples whole
+emoji (all renders of one emoji, in every style, go together: they are not independent draws), so a
+difference between two runs can be read against the noise of a test set of about 56 emoji.
 ``--random-floor`` also scores a randomly initialised model of the same architecture.
 """
 from __future__ import annotations
@@ -55,10 +58,11 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
         guesses = torch.stack([(e @ weights.T).argmax(1) for e in img_emb])  # (renders, items)
         right = (guesses == truth).float()
         results[f"zero_shot_top1_{name}"] = round(right.mean().item(), 4)
-        results[f"_correct_{name}"] = right.flatten()
+        results[f"_correct_{name}"] = right.flatten()  # renders-major: image r * items + k shows emoji k
         if name == "ensemble":
             results["zero_shot_missed"] = _missed(data, items, concepts, guesses, truth)
     results["zero_shot_chance"] = round(1 / len(concepts), 4)
+    results["_image_emoji"] = [data.records[i]["name"] for _ in range(renders) for i, _ in items]
 
     # text -> image retrieval over every held-out emoji
     candidates = clip.encode_images(_to_pil(render_fixed(data.glyphs, size, seed)))  # (N, D)
@@ -66,6 +70,7 @@ def evaluate(clip: ClipModel, data: EmojiData, renders: int = 4, seed: int = 123
     sims = queries @ candidates.T  # (N, N); the right image for query i is i
     rank = (sims > sims.diag().unsqueeze(1)).sum(1)  # how many images beat the right one
     results["_rank"] = rank
+    results["_query_emoji"] = [r["name"] for r in data.records]
     results["t2i_R@1"] = round((rank < 1).float().mean().item(), 4)
     results["t2i_R@5"] = round((rank < 5).float().mean().item(), 4)
     results["t2i_chance_R@1"] = round(1 / len(data), 4)
@@ -87,31 +92,60 @@ def _missed(data: EmojiData, items: list, concepts: list[str], guesses: torch.Te
     return out
 
 
-def _pool(parts: list[dict]) -> dict:
-    """One regime's figures over the images of all its styles (each style's retrieval is within that style)."""
+def bootstrap_ci(units: list[str], right: torch.Tensor, minus: torch.Tensor | None = None, draws: int = 2000,
+                 seed: int = 0) -> list[float]:
+    """95% percentile bootstrap interval of the mean of `right` (0/1 per image or query), resampling
+    whole units: `units[j]` names the emoji that image j shows, and an emoji's images are drawn together.
+    With `minus` (another model's 0/1 on the same images): the interval of the difference of the two
+    means, both taken on the same resampled emoji (a paired comparison)."""
+    names = sorted(set(units))
+    index = {n: k for k, n in enumerate(names)}
+    unit = torch.tensor([index[u] for u in units])
+    score = right.float() - (minus.float() if minus is not None else 0)
+    hits = torch.zeros(len(names)).index_add_(0, unit, score)
+    count = torch.zeros(len(names)).index_add_(0, unit, torch.ones(len(units)))
+    pick = torch.randint(len(names), (draws, len(names)), generator=torch.Generator().manual_seed(seed))
+    share = hits[pick].sum(1) / count[pick].sum(1)
+    return [round(q, 4) for q in torch.quantile(share, torch.tensor([0.025, 0.975])).tolist()]
+
+
+def _pool(parts: list[dict], raw: dict | None = None) -> dict:
+    """One regime's figures over the images of all its styles (each style's retrieval is within that style),
+    each with its 95% interval (``bootstrap_ci``). `raw`, if given, receives the emoji each image shows and
+    whether the ensemble labelled it right (for paired comparisons of two models)."""
     out = {"styles": [p["style"] for p in parts], "zero_shot_images": sum(p["zero_shot_images"] for p in parts)}
+    images = [name for p in parts for name in p["_image_emoji"]]
+    if raw is not None:
+        raw.update(images=images, right=torch.cat([p["_correct_ensemble"] for p in parts]))
     for key in [k for k in parts[0] if k.startswith("_correct_")]:
-        out["zero_shot_top1_" + key[len("_correct_"):]] = round(torch.cat([p[key] for p in parts]).mean().item(), 4)
+        right = torch.cat([p[key] for p in parts])
+        figure = "zero_shot_top1_" + key[len("_correct_"):]
+        out[figure] = round(right.mean().item(), 4)
+        out[figure + "_ci95"] = bootstrap_ci(images, right)
     rank = torch.cat([p["_rank"] for p in parts])
-    out["t2i_R@1"] = round((rank < 1).float().mean().item(), 4)
-    out["t2i_R@5"] = round((rank < 5).float().mean().item(), 4)
+    queries = [name for p in parts for name in p["_query_emoji"]]
+    for k in (1, 5):
+        out[f"t2i_R@{k}"] = round((rank < k).float().mean().item(), 4)
+        out[f"t2i_R@{k}_ci95"] = bootstrap_ci(queries, rank < k)
     out["zero_shot_chance"] = parts[0]["zero_shot_chance"]
     return out
 
 
 def evaluate_styles(clip: ClipModel, data_dir: str, renders: int = 4, size: int = 64,
-                    styles: tuple[str, ...] | None = None) -> dict:
+                    styles: tuple[str, ...] | None = None, raw: dict | None = None) -> dict:
     """Seen styles and the unseen style on held-out emoji, each style reported alone and pooled
-    (`styles`: default every style the folder holds)."""
+    (`styles`: default every style the folder holds). `raw`, if given, receives each pooled regime's
+    per-image zero-shot results (``_pool``), keyed as the output."""
+    raw = {} if raw is None else raw
     styles = styles or available_styles(Path(data_dir))
     per_style = {}
     for style in styles:
         per_style[style] = {"style": style, **evaluate(clip, EmojiData.load(data_dir, "heldout", (style,)), renders,
                                                        size=size)}
     seen = [p for s, p in per_style.items() if s != HELD_OUT_STYLE]
-    out = {"model": clip.name, "seen_styles": _pool(seen) if seen else None}
+    out = {"model": clip.name, "seen_styles": _pool(seen, raw.setdefault("seen_styles", {})) if seen else None}
     if HELD_OUT_STYLE in per_style:
-        out["unseen_style"] = _pool([per_style[HELD_OUT_STYLE]])
+        out["unseen_style"] = _pool([per_style[HELD_OUT_STYLE]], raw.setdefault("unseen_style", {}))
         train_emoji = EmojiData.load(data_dir, "train", (HELD_OUT_STYLE,))
         if len(train_emoji):  # a sample of the held-out set has none
             out["unseen_style_train_emoji"] = _pool([{"style": HELD_OUT_STYLE,
