@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _report import report  # noqa: E402
 
 from demo_core.clip.model import ClipModel  # noqa: E402
-from demo_core.training.eval_clip import bootstrap_ci, evaluate_styles  # noqa: E402
+from demo_core.training.eval_clip import bootstrap_ci, evaluate_styles, input_size  # noqa: E402
 
 STYLES = ("noto", "twemoji", "fluent-flat", "fluent-modern", "fluent-high-contrast")
 REGIMES = ("seen_styles", "unseen_style")
@@ -33,10 +33,8 @@ def compare(models: list[str], data: str, styles: tuple[str, ...] = STYLES, rend
     rows = []
     for k, name in enumerate(models):
         clip = ClipModel.load(name, "cpu")
-        size = clip.model.visual.image_size
         raw.append({})
-        figures = evaluate_styles(clip, data, renders, size[0] if isinstance(size, (tuple, list)) else size, styles,
-                                  raw=raw[k])
+        figures = evaluate_styles(clip, data, renders, input_size(clip), styles, raw=raw[k])
         row = {"model": name}
         for regime in REGIMES:
             mine, first = raw[k][regime], raw[0][regime]

@@ -154,6 +154,12 @@ def evaluate_styles(clip: ClipModel, data_dir: str, renders: int = 4, size: int 
     return out
 
 
+def input_size(clip: ClipModel) -> int:
+    """The side in pixels the model's image tower reads (open_clip keeps an int or a pair)."""
+    size = clip.model.visual.image_size
+    return size[0] if isinstance(size, (tuple, list)) else size
+
+
 def write_sample(data_dir: str, out: str, size: int = 48) -> dict:
     """A small copy of the dataset for checks that run anywhere: the first held-out emoji (by name) of each
     evaluation concept, in every style, glyphs resampled to `size` px (same files as the full set)."""
@@ -230,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    size = clip.model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
+    size = input_size(clip)
     t0 = time.time()
     out = {"trained": evaluate_styles(clip, args.data, args.renders, size, styles)}
     if args.random_floor:
